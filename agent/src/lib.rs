@@ -1,1 +1,14 @@
+//! The exai observability agent: it listens for daemons on a local socket and turns
+//! their events into metrics, health and a live dashboard. It knows the event protocol,
+//! not MCP.
 
+pub mod config;
+pub mod http_server;
+pub mod listener;
+pub mod pipe_metrics;
+pub mod sink;
+
+pub use sink::{DaemonInfo, EventSink};
+
+/// The agent's version, for build info.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,1 +1,17 @@
+//! The exai MCP daemon. Its request path touches observability through one object, the
+//! [`EventEmitter`]: a counter to decide sampling, a non-blocking push to record. The
+//! [`pipe_writer`] ships what was recorded to the agent off the request path.
 
+pub mod clock;
+pub mod config;
+pub mod emitter;
+pub mod pipe_writer;
+pub mod process_stats;
+mod sampler;
+pub mod totals;
+
+pub use emitter::{EmitterStats, EventEmitter, Recorded};
+pub use totals::{ModelSlot, Totals};
+
+/// The daemon's version, as reported in the Hello and by the `version` tool.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,90 @@
+//! A small HTTP/1.1 server shared by the metrics, health and dashboard ports: bind at
+//! start (so a taken port fails the start with a message naming the setting), then
+//! serve with a handler until shutdown.
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+pub type Body = Full<Bytes>;
+
+/// Answers one request. Runs on the connection's task: it must not wait on a dependency.
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> Response<Body> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {setting} {addr}: {source}")]
+pub struct BindError {
+    pub setting: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `addr`; `setting` names the configuration that chose it, for the error.
+pub async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        setting,
+        addr,
+        source,
+    })
+}
+
+/// Serves until `cancel` fires, then waits for open connections to finish.
+pub async fn serve(listener: TcpListener, handler: Handler, cancel: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| {
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        debug!(%peer, error = %e, "http connection ended with an error");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// A plain-text response.
+pub fn text(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(body.into()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}

@@ -1,0 +1,371 @@
+//! The agent's end of the event pipe: a local socket that several daemons connect to at
+//! once. Each connection is decoded on its own task; a connection that sends a bad
+//! frame is closed with a logged reason and counted, and nobody else notices.
+
+use crate::pipe_metrics::{InstanceCounters, PipeMetrics};
+use crate::sink::{DaemonInfo, EventSink};
+use exai_proto::frame::{self, DaemonFrame};
+use exai_proto::{Event, EventKind, FrameError, Hello, StreamDecoder};
+use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// How long an acknowledgement write may take before the daemon is deemed stuck.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("EXAI_EVENTS_SOCKET {path}: another agent is already listening there")]
+    InUse { path: PathBuf },
+    #[error("EXAI_EVENTS_SOCKET {path}: exists and is not a socket; refusing to remove it")]
+    NotASocket { path: PathBuf },
+    #[error("EXAI_EVENTS_SOCKET {path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the socket: creates its directory (mode 0700) when missing, removes a stale
+/// socket file left by an agent that died, and refuses to steal a live agent's socket
+/// or to delete anything that is not a socket. The socket itself gets mode 0660.
+pub fn bind(path: &Path) -> Result<Listener, BindError> {
+    let io_err = |what| {
+        move |source| BindError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            create_private_dir(dir).map_err(io_err("cannot create its directory"))?;
+        }
+    }
+    remove_stale_socket(path)?;
+    let name = path
+        .to_fs_name::<GenericFilePath>()
+        .map_err(io_err("not a valid socket name"))?;
+    let options = ListenerOptions::new().name(name).reclaim_name(true);
+    #[cfg(unix)]
+    let options = {
+        use interprocess::os::unix::local_socket::ListenerOptionsExt;
+        options.mode(0o660)
+    };
+    let listener = options.create_tokio().map_err(io_err("cannot listen"))?;
+    // bind() applies the umask to the socket file; set the mode the design asks for.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(io_err("cannot set the socket's mode"))?;
+    }
+    Ok(listener)
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn remove_stale_socket(path: &Path) -> Result<(), BindError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(BindError::Io {
+                path: path.into(),
+                what: "cannot inspect it",
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::NotASocket { path: path.into() });
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(BindError::InUse { path: path.into() });
+    }
+    info!(path = %path.display(), "removing stale socket left by an earlier agent");
+    std::fs::remove_file(path).map_err(|source| BindError::Io {
+        path: path.into(),
+        what: "cannot remove the stale socket",
+        source,
+    })
+}
+
+#[cfg(not(unix))]
+fn remove_stale_socket(_path: &Path) -> Result<(), BindError> {
+    Ok(())
+}
+
+/// What the agent remembers about each daemon it has heard from, across reconnects.
+#[derive(Debug, Default)]
+struct InstanceState {
+    /// The sequence number the next event should carry.
+    expected_seq: u64,
+    /// Whether a connection from this daemon is open now.
+    active: bool,
+}
+
+struct Ingest {
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<PipeMetrics>,
+    instances: Mutex<HashMap<String, InstanceState>>,
+}
+
+/// Accepts daemons until `cancel` fires, then waits for their connections to end.
+pub async fn serve(
+    listener: Listener,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<PipeMetrics>,
+    cancel: CancellationToken,
+) {
+    let ingest = Arc::new(Ingest {
+        sink,
+        metrics,
+        instances: Mutex::new(HashMap::new()),
+    });
+    let tracker = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    warn!(error = %e, "accepting an event-pipe connection failed");
+                    continue;
+                }
+            },
+        };
+        ingest.metrics.connection_accepted();
+        tracker.spawn(Connection::new(ingest.clone(), stream).run(cancel.clone()));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Why a connection ended.
+enum Close {
+    Eof,
+    Io(io::Error),
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+    Shutdown,
+}
+
+struct Connection {
+    ingest: Arc<Ingest>,
+    stream: Stream,
+    decoder: StreamDecoder,
+    daemon: Option<(DaemonInfo, InstanceCounters)>,
+    expected_seq: u64,
+    acked_seq: u64,
+}
+
+impl Connection {
+    fn new(ingest: Arc<Ingest>, stream: Stream) -> Self {
+        Self {
+            ingest,
+            stream,
+            decoder: StreamDecoder::new(),
+            daemon: None,
+            expected_seq: 0,
+            acked_seq: 0,
+        }
+    }
+
+    async fn run(mut self, cancel: CancellationToken) {
+        let close = self.pump(cancel).await;
+        let who = self
+            .daemon
+            .as_ref()
+            .map(|(d, _)| d.instance_id.clone())
+            .unwrap_or_else(|| "unidentified peer".into());
+        match &close {
+            Close::Eof | Close::Shutdown => info!(instance = %who, "event-pipe connection closed"),
+            Close::Io(e) => info!(instance = %who, error = %e, "event-pipe connection lost"),
+            Close::Rejected { reason, message } => {
+                warn!(instance = %who, reason, "closing event-pipe connection: {message}");
+                self.ingest.metrics.frame_rejected(reason);
+            }
+        }
+        if let Some((daemon, counters)) = self.daemon.take() {
+            counters.connected.set(0);
+            if let Some(state) = self
+                .ingest
+                .instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&daemon.instance_id)
+            {
+                state.active = false;
+                state.expected_seq = self.expected_seq;
+            }
+            self.ingest.sink.daemon_disconnected(&daemon);
+        }
+    }
+
+    async fn pump(&mut self, cancel: CancellationToken) -> Close {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut stream = &self.stream;
+            let read = tokio::select! {
+                _ = cancel.cancelled() => return Close::Shutdown,
+                read = stream.read(&mut buf) => read,
+            };
+            match read {
+                Ok(0) => return Close::Eof,
+                Ok(n) => self.decoder.feed(&buf[..n]),
+                Err(e) => return Close::Io(e),
+            }
+            loop {
+                match self.decoder.next_frame() {
+                    Ok(Some(DaemonFrame::Hello(hello))) => {
+                        if let Err(close) = self.hello(hello) {
+                            return close;
+                        }
+                    }
+                    Ok(Some(DaemonFrame::Batch { first_seq, events })) => {
+                        if let Err(close) = self.batch(first_seq, &events) {
+                            return close;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return rejected(&e),
+                }
+            }
+            if self.expected_seq > self.acked_seq {
+                let mut wire = Vec::with_capacity(16);
+                frame::encode_ack(self.expected_seq, &mut wire);
+                match tokio::time::timeout(ACK_TIMEOUT, (&self.stream).write_all(&wire)).await {
+                    Ok(Ok(())) => self.acked_seq = self.expected_seq,
+                    // The daemon closed after its last batch: a normal end.
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Close::Eof,
+                    Ok(Err(e)) => return Close::Io(e),
+                    Err(_) => {
+                        return Close::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "daemon stopped reading acknowledgements",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    fn hello(&mut self, hello: Hello) -> Result<(), Close> {
+        let instance_id = hello.instance_id.as_str().to_string();
+        let counters = self.ingest.metrics.instance(&instance_id);
+        let lost = {
+            let mut instances = self
+                .ingest
+                .instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let lost = match instances.get_mut(&instance_id) {
+                Some(state) if state.active => {
+                    return Err(Close::Rejected {
+                        reason: "duplicate_instance",
+                        message: format!(
+                            "daemon {instance_id} is already connected on another connection"
+                        ),
+                    })
+                }
+                // Seen before: whatever it wrote after our last event never reached us.
+                Some(state) => {
+                    state.active = true;
+                    hello.next_seq.saturating_sub(state.expected_seq)
+                }
+                // New to this agent: what it wrote to an earlier agent and never had
+                // confirmed is lost.
+                None => {
+                    instances.insert(
+                        instance_id.clone(),
+                        InstanceState {
+                            expected_seq: hello.next_seq,
+                            active: true,
+                        },
+                    );
+                    hello.next_seq.saturating_sub(hello.acked_seq)
+                }
+            };
+            lost
+        };
+        counters.lost.inc_by(lost);
+        counters.connected.set(1);
+        self.expected_seq = hello.next_seq;
+        self.acked_seq = hello.next_seq;
+        let daemon = DaemonInfo {
+            instance_id,
+            pid: hello.pid,
+            version: hello.version.as_str().to_string(),
+            started_at_unix_ms: hello.started_at_unix_ms,
+            sampling: hello.sampling,
+        };
+        info!(instance = %daemon.instance_id, pid = daemon.pid, version = %daemon.version,
+            next_seq = hello.next_seq, lost, "daemon connected");
+        self.ingest.sink.daemon_connected(&daemon);
+        self.daemon = Some((daemon, counters));
+        Ok(())
+    }
+
+    fn batch(&mut self, first_seq: u64, events: &[Event]) -> Result<(), Close> {
+        let Some((daemon, counters)) = self.daemon.as_ref() else {
+            return Err(Close::Rejected {
+                reason: "bad_payload",
+                message: "a batch arrived before the Hello".into(),
+            });
+        };
+        if first_seq < self.expected_seq {
+            return Err(Close::Rejected {
+                reason: "bad_sequence",
+                message: format!(
+                    "sequence went backwards: expected {}, got {first_seq}",
+                    self.expected_seq
+                ),
+            });
+        }
+        counters.lost.inc_by(first_seq - self.expected_seq);
+        counters.received.inc_by(events.len() as u64);
+        self.expected_seq = first_seq + events.len() as u64;
+        for event in events {
+            if let EventKind::Heartbeat(heartbeat) = &event.kind {
+                self.ingest
+                    .metrics
+                    .daemon_pipe(&daemon.instance_id, &heartbeat.pipe);
+            }
+        }
+        self.ingest.sink.events(daemon, events);
+        Ok(())
+    }
+}
+
+fn rejected(e: &FrameError) -> Close {
+    Close::Rejected {
+        reason: e.reason(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! The pipe's own health, so an operator can tell "the daemon sent less" from "the pipe
+//! lost it": events received, lost by sequence gap, dropped by the daemon by reason,
+//! frames rejected, which daemons are connected, and build info.
+
+use exai_proto::heartbeat::{DropCounts, DropReason, PipeStats};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub struct PipeMetrics {
+    received: IntCounterVec,
+    lost: IntCounterVec,
+    daemon_dropped: IntCounterVec,
+    rejected: IntCounterVec,
+    connections: IntCounter,
+    connected: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    queue_capacity: IntGaugeVec,
+    /// The daemon's drop counts are running totals; this is what was last added per
+    /// instance, so only the increase is added to the counter.
+    drops_seen: Mutex<HashMap<String, DropCounts>>,
+}
+
+/// The counters of one connected daemon, looked up once at its Hello.
+pub struct InstanceCounters {
+    pub received: IntCounter,
+    pub lost: IntCounter,
+    pub connected: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let family =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(family.clone()))
+        .expect("metric registered once");
+    family
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let family = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(family.clone()))
+        .expect("metric registered once");
+    family
+}
+
+impl PipeMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let build = gauge_vec(
+            registry,
+            "exai_build_info",
+            "Build of this agent; always 1.",
+            &["component", "version"],
+        );
+        build.with_label_values(&["agent", crate::VERSION]).set(1);
+        let connections = IntCounter::new(
+            "exai_pipe_connections_total",
+            "Event-pipe connections accepted.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("metric registered once");
+        let rejected = counter_vec(
+            registry,
+            "exai_pipe_frames_rejected_total",
+            "Event-pipe connections closed because a frame was refused, by reason.",
+            &["reason"],
+        );
+        for reason in [
+            "bad_length",
+            "bad_magic",
+            "bad_version",
+            "bad_payload",
+            "bad_sequence",
+            "duplicate_instance",
+        ] {
+            rejected.with_label_values(&[reason]);
+        }
+        Self {
+            received: counter_vec(registry, "exai_pipe_events_received_total", "Events received from a daemon.", &["instance"]),
+            lost: counter_vec(
+                registry,
+                "exai_pipe_events_lost_total",
+                "Events a daemon wrote that never arrived or were never confirmed, from sequence gaps.",
+                &["instance"],
+            ),
+            daemon_dropped: counter_vec(
+                registry,
+                "exai_pipe_daemon_dropped_events_total",
+                "Events the daemon dropped before they reached the pipe, by reason (from its heartbeats).",
+                &["instance", "reason"],
+            ),
+            rejected,
+            connections,
+            connected: gauge_vec(registry, "exai_pipe_daemon_connected", "1 while the daemon is connected.", &["instance"]),
+            queue_depth: gauge_vec(registry, "exai_pipe_daemon_queue_depth", "Events waiting in the daemon's queue.", &["instance"]),
+            queue_capacity: gauge_vec(registry, "exai_pipe_daemon_queue_capacity", "Capacity of the daemon's event queue.", &["instance"]),
+            drops_seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn connection_accepted(&self) {
+        self.connections.inc();
+    }
+
+    pub fn instance(&self, instance: &str) -> InstanceCounters {
+        InstanceCounters {
+            received: self.received.with_label_values(&[instance]),
+            lost: self.lost.with_label_values(&[instance]),
+            connected: self.connected.with_label_values(&[instance]),
+        }
+    }
+
+    pub fn frame_rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Records the daemon's side of the pipe from a heartbeat.
+    pub fn daemon_pipe(&self, instance: &str, pipe: &PipeStats) {
+        self.queue_depth
+            .with_label_values(&[instance])
+            .set(i64::from(pipe.queue_depth));
+        self.queue_capacity
+            .with_label_values(&[instance])
+            .set(i64::from(pipe.queue_capacity));
+        let mut seen = self.drops_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let last = seen.entry(instance.to_string()).or_default();
+        for reason in DropReason::ALL {
+            let (now, before) = (pipe.dropped.get(*reason), last.get(*reason));
+            let counter = self
+                .daemon_dropped
+                .with_label_values(&[instance, reason.as_str()]);
+            if now > before {
+                counter.inc_by(now - before);
+            }
+        }
+        *last = pipe.dropped;
+    }
+}

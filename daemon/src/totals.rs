@@ -1,0 +1,312 @@
+//! Exact running totals. Sampling gives distributions; totals must be exact, so the
+//! request path bumps a relaxed atomic counter here and the pipe writer ships a snapshot
+//! in every heartbeat. Each family is a dense array indexed by its label values.
+
+use exai_proto::event::*;
+use exai_proto::heartbeat::{
+    ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal,
+    Totals as WireTotals, WsTotal,
+};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// A model's row in the provider counters, resolved once when the model is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSlot(usize);
+
+#[derive(Debug)]
+pub struct Totals {
+    /// `[direction][0 = messages, 1 = bytes]`.
+    ws: [[AtomicU64; 2]; Direction::COUNT],
+    requests: Box<[AtomicU64]>,
+    /// The models the daemon serves, then one `other` per provider.
+    models: Vec<(Provider, ModelName)>,
+    /// `[slot][status][0 = calls, 1 = input tokens, 2 = output tokens]`.
+    provider_calls: Box<[AtomicU64]>,
+    storage: Box<[AtomicU64]>,
+    supabase: Box<[AtomicU64]>,
+    connections: Box<[AtomicU64]>,
+    /// Client connections open now.
+    pub open_connections: AtomicI64,
+    /// Model calls under way now.
+    pub in_flight: AtomicI64,
+    /// Records waiting in the Supabase spool.
+    pub spool_depth: AtomicU64,
+}
+
+fn counters(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl Totals {
+    /// Counters for the given models; any other model name counts under `other`.
+    pub fn new(models: &[(Provider, &str)]) -> Self {
+        let mut table: Vec<(Provider, ModelName)> = models
+            .iter()
+            .map(|(p, m)| (*p, ModelName::new(m)))
+            .collect();
+        table.extend(Provider::ALL.iter().map(|p| (*p, ModelName::new("other"))));
+        Self {
+            ws: Default::default(),
+            requests: counters(
+                Transport::COUNT * McpMethod::COUNT * Tool::COUNT * RequestStatus::COUNT,
+            ),
+            provider_calls: counters(table.len() * CallStatus::COUNT * 3),
+            models: table,
+            storage: counters(StorageOp::COUNT * StorageBackend::COUNT * StorageResult::COUNT),
+            supabase: counters(SupabaseOp::COUNT * SupabaseTable::COUNT * SupabaseResult::COUNT),
+            connections: counters(Transport::COUNT * ConnectionPhase::COUNT * RefusalReason::COUNT),
+            open_connections: AtomicI64::new(0),
+            in_flight: AtomicI64::new(0),
+            spool_depth: AtomicU64::new(0),
+        }
+    }
+
+    /// The slot for `model`, or the provider's `other` slot.
+    pub fn model_slot(&self, provider: Provider, model: &str) -> ModelSlot {
+        let found = self
+            .models
+            .iter()
+            .position(|(p, m)| *p == provider && m.as_str() == model);
+        let other = self.models.len() - Provider::COUNT + provider.index();
+        ModelSlot(found.unwrap_or(other))
+    }
+
+    #[inline]
+    pub fn ws_message(&self, direction: Direction, bytes: usize) {
+        let row = &self.ws[direction.index()];
+        row[0].fetch_add(1, Relaxed);
+        row[1].fetch_add(bytes as u64, Relaxed);
+    }
+
+    #[inline]
+    pub fn request(
+        &self,
+        transport: Transport,
+        method: McpMethod,
+        tool: Tool,
+        status: RequestStatus,
+    ) {
+        let i = ((transport.index() * McpMethod::COUNT + method.index()) * Tool::COUNT
+            + tool.index())
+            * RequestStatus::COUNT
+            + status.index();
+        self.requests[i].fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn provider_call(
+        &self,
+        slot: ModelSlot,
+        status: CallStatus,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) {
+        let i = (slot.0 * CallStatus::COUNT + status.index()) * 3;
+        self.provider_calls[i].fetch_add(1, Relaxed);
+        self.provider_calls[i + 1].fetch_add(input_tokens, Relaxed);
+        self.provider_calls[i + 2].fetch_add(output_tokens, Relaxed);
+    }
+
+    #[inline]
+    pub fn storage(&self, op: StorageOp, backend: StorageBackend, result: StorageResult) {
+        let i = (op.index() * StorageBackend::COUNT + backend.index()) * StorageResult::COUNT
+            + result.index();
+        self.storage[i].fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn supabase(&self, op: SupabaseOp, table: SupabaseTable, result: SupabaseResult) {
+        let i = (op.index() * SupabaseTable::COUNT + table.index()) * SupabaseResult::COUNT
+            + result.index();
+        self.supabase[i].fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn connection(&self, transport: Transport, phase: ConnectionPhase, reason: RefusalReason) {
+        let i = (transport.index() * ConnectionPhase::COUNT + phase.index()) * RefusalReason::COUNT
+            + reason.index();
+        self.connections[i].fetch_add(1, Relaxed);
+    }
+
+    /// The non-zero totals, for a heartbeat.
+    pub fn snapshot(&self) -> WireTotals {
+        let mut out = WireTotals::default();
+        for direction in Direction::ALL {
+            let row = &self.ws[direction.index()];
+            let (messages, bytes) = (row[0].load(Relaxed), row[1].load(Relaxed));
+            if messages > 0 {
+                out.ws_messages.push(WsTotal {
+                    direction: *direction,
+                    messages,
+                    bytes,
+                });
+            }
+        }
+        let mut i = 0;
+        for transport in Transport::ALL {
+            for method in McpMethod::ALL {
+                for tool in Tool::ALL {
+                    for status in RequestStatus::ALL {
+                        let count = self.requests[i].load(Relaxed);
+                        i += 1;
+                        if count > 0 {
+                            out.requests.push(RequestTotal {
+                                transport: *transport,
+                                method: *method,
+                                tool: *tool,
+                                status: *status,
+                                count,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for (slot, (provider, model)) in self.models.iter().enumerate() {
+            for status in CallStatus::ALL {
+                let i = (slot * CallStatus::COUNT + status.index()) * 3;
+                let calls = self.provider_calls[i].load(Relaxed);
+                if calls > 0 {
+                    out.provider_calls.push(ProviderTotal {
+                        provider: *provider,
+                        model: *model,
+                        status: *status,
+                        calls,
+                        input_tokens: self.provider_calls[i + 1].load(Relaxed),
+                        output_tokens: self.provider_calls[i + 2].load(Relaxed),
+                    });
+                }
+            }
+        }
+        let mut i = 0;
+        for op in StorageOp::ALL {
+            for backend in StorageBackend::ALL {
+                for result in StorageResult::ALL {
+                    let count = self.storage[i].load(Relaxed);
+                    i += 1;
+                    if count > 0 {
+                        out.storage.push(StorageTotal {
+                            op: *op,
+                            backend: *backend,
+                            result: *result,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        for op in SupabaseOp::ALL {
+            for table in SupabaseTable::ALL {
+                for result in SupabaseResult::ALL {
+                    let count = self.supabase[i].load(Relaxed);
+                    i += 1;
+                    if count > 0 {
+                        out.supabase.push(SupabaseTotal {
+                            op: *op,
+                            table: *table,
+                            result: *result,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        for transport in Transport::ALL {
+            for phase in ConnectionPhase::ALL {
+                for reason in RefusalReason::ALL {
+                    let count = self.connections[i].load(Relaxed);
+                    i += 1;
+                    if count > 0 {
+                        out.connections.push(ConnectionTotal {
+                            transport: *transport,
+                            phase: *phase,
+                            reason: *reason,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_reports_exact_counts_under_their_labels() {
+        let t = Totals::new(&[
+            (Provider::Glm, "glm-4.5-flash"),
+            (Provider::Kimi, "kimi-k2-0905-preview"),
+        ]);
+        for _ in 0..7 {
+            t.request(
+                Transport::WebSocket,
+                McpMethod::ToolsCall,
+                Tool::Chat,
+                RequestStatus::Success,
+            );
+        }
+        t.request(
+            Transport::Http,
+            McpMethod::Ping,
+            Tool::None,
+            RequestStatus::Success,
+        );
+        let glm = t.model_slot(Provider::Glm, "glm-4.5-flash");
+        t.provider_call(glm, CallStatus::Success, 10, 20);
+        t.provider_call(glm, CallStatus::Success, 1, 2);
+        t.provider_call(
+            t.model_slot(Provider::Kimi, "made-up"),
+            CallStatus::Timeout,
+            0,
+            0,
+        );
+        t.ws_message(Direction::Inbound, 100);
+
+        let s = t.snapshot();
+        assert_eq!(
+            s.requests,
+            vec![
+                RequestTotal {
+                    transport: Transport::WebSocket,
+                    method: McpMethod::ToolsCall,
+                    tool: Tool::Chat,
+                    status: RequestStatus::Success,
+                    count: 7
+                },
+                RequestTotal {
+                    transport: Transport::Http,
+                    method: McpMethod::Ping,
+                    tool: Tool::None,
+                    status: RequestStatus::Success,
+                    count: 1
+                },
+            ]
+        );
+        assert_eq!(s.provider_calls.len(), 2);
+        assert_eq!(
+            (
+                s.provider_calls[0].calls,
+                s.provider_calls[0].input_tokens,
+                s.provider_calls[0].output_tokens
+            ),
+            (2, 11, 22)
+        );
+        assert_eq!(s.provider_calls[1].model.as_str(), "other");
+        assert_eq!(s.provider_calls[1].provider, Provider::Kimi);
+        assert_eq!(
+            s.ws_messages,
+            vec![WsTotal {
+                direction: Direction::Inbound,
+                messages: 1,
+                bytes: 100
+            }]
+        );
+        assert!(s.storage.is_empty() && s.supabase.is_empty() && s.connections.is_empty());
+    }
+}
