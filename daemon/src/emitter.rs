@@ -102,6 +102,11 @@ impl EventEmitter {
         let Some(weight) = sampler::sample(class, self.shared.policy.rate(class)) else {
             return Recorded::NotSampled;
         };
+        // Checked first so that a full queue costs two loads, not building the event and
+        // the queue's full-path fence. A push can still find it full; that drops too.
+        if self.shared.queue.is_full() {
+            return self.dropped_queue_full();
+        }
         let event = Event {
             at_unix_us: self.shared.clock.now_us(),
             correlation: *correlation,
@@ -110,11 +115,14 @@ impl EventEmitter {
         };
         match self.shared.queue.push(event) {
             Ok(()) => Recorded::Queued,
-            Err(_) => {
-                self.shared.dropped[DropReason::QueueFull.index()].fetch_add(1, Relaxed);
-                Recorded::Dropped
-            }
+            Err(_) => self.dropped_queue_full(),
         }
+    }
+
+    #[cold]
+    fn dropped_queue_full(&self) -> Recorded {
+        self.shared.dropped[DropReason::QueueFull.index()].fetch_add(1, Relaxed);
+        Recorded::Dropped
     }
 
     /// [`record`](Self::record) for an event that belongs to no request.
@@ -125,6 +133,20 @@ impl EventEmitter {
         make: impl FnOnce() -> EventKind,
     ) -> Recorded {
         self.record(class, &NO_CORRELATION, make)
+    }
+
+    /// Moves up to `max` queued events into `out`, oldest first; returns how many. The
+    /// pipe writer is the one consumer in the daemon.
+    pub fn drain_into(&self, out: &mut Vec<Event>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.shared.queue.pop() {
+                Some(event) => out.push(event),
+                None => break,
+            }
+            n += 1;
+        }
+        n
     }
 
     /// The exact counters shipped in heartbeats.

@@ -239,13 +239,9 @@ impl Writer {
     /// and an agent is there to receive it. Returns how many events were drained.
     fn drain(&mut self) -> usize {
         self.batch.clear();
-        while self.batch.len() < MAX_EVENTS_PER_BATCH {
-            match self.shared().queue.pop() {
-                Some(event) => self.batch.push(event),
-                None => break,
-            }
-        }
-        let drained = self.batch.len();
+        let drained = self
+            .emitter
+            .drain_into(&mut self.batch, MAX_EVENTS_PER_BATCH);
         self.shared()
             .writer
             .accepted

@@ -6,13 +6,15 @@ use crate::heartbeat::Heartbeat;
 use crate::label::InlineStr;
 use bincode::{Decode, Encode};
 
-/// A request's correlation id: a W3C trace id, a client's `X-Correlation-ID`, or one the
-/// daemon generated. Longer values are cut to 64 bytes.
-pub type CorrelationId = InlineStr<64>;
+/// A request's correlation id: a W3C trace id (32 hex digits), a client's
+/// `X-Correlation-ID`, or a UUID the daemon generated. Longer values are cut to 40
+/// bytes: every event carries one, and the event's size is what recording costs.
+pub type CorrelationId = InlineStr<40>;
 
-/// A model name as the provider knows it. The agent folds names outside its vocabulary
-/// into `other`, so this bounds the wire size, not the label set.
-pub type ModelName = InlineStr<48>;
+/// A model name as the provider knows it (the longest today is 21 bytes). The agent folds
+/// names outside its vocabulary into `other`, so this bounds the event size, not the
+/// label set.
+pub type ModelName = InlineStr<32>;
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Event {

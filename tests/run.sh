@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit, property and end-to-end tests.
+# Installs what the tests need when it is missing, so it works on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Debian packages the tests use, as "command:package" pairs.
+NEEDED=()
+missing=()
+for pair in "${NEEDED[@]}"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+
+log "format"
+cargo fmt --all --check
+
+log "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build (the end-to-end tests start these binaries)"
+cargo build --workspace --bins --locked
+
+log "tests"
+cargo test --workspace --locked

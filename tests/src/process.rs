@@ -1,0 +1,208 @@
+//! The real `exai-agent` and `exai-daemon` binaries as child processes.
+
+use crate::metrics::Scrape;
+use crate::{wait_for, PATIENCE};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Where cargo put the workspace binaries: next to the test executable's `deps/`.
+pub fn bin_path(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("EXAI_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose stderr is collected line by line.
+pub struct Proc {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    name: &'static str,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(bin_path(name));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.env("EXAI_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("EXAI_TEST_ECHO").is_some() {
+                    eprintln!("[{name}] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log, name }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The first log line containing `needle`, waiting for it to appear.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        wait_for(
+            &format!("{} to log {needle:?}", self.name),
+            PATIENCE,
+            || {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l.contains(needle))
+                    .cloned()
+            },
+        )
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.child.wait().expect("wait for child")
+    }
+
+    /// True when the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_for(&format!("{} to exit", self.name), PATIENCE, || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running agent listening on `socket`, with metrics on a free port.
+pub struct Agent {
+    pub proc: Proc,
+    pub metrics_port: u16,
+}
+
+impl Agent {
+    pub fn start(socket: &Path) -> Self {
+        Self::start_with(socket, &[])
+    }
+
+    pub fn start_with(socket: &Path, env: &[(&str, String)]) -> Self {
+        let mut all = vec![
+            ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
+            ("METRICS_PORT", "0".to_string()),
+        ];
+        all.extend(env.iter().cloned());
+        let proc = Proc::spawn("exai-agent", &[], &all);
+        let line = proc.wait_for_log("metrics listening");
+        let metrics_port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        proc.wait_for_log("listening for daemons");
+        Self { proc, metrics_port }
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        Scrape::get(self.metrics_port)
+    }
+
+    /// Waits until the scraped metric (summed over matching series) satisfies `ok`.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        wait_for(&format!("agent metric {name}{labels:?}"), PATIENCE, || {
+            let v = self.scrape().sum(name, labels);
+            ok(v).then_some(v)
+        })
+    }
+}
+
+/// A running daemon pointed at `socket`.
+pub struct Daemon {
+    pub proc: Proc,
+    pub instance_id: String,
+}
+
+impl Daemon {
+    pub fn start(socket: &Path) -> Self {
+        Self::start_with(socket, &[])
+    }
+
+    pub fn start_with(socket: &Path, env: &[(&str, String)]) -> Self {
+        let mut all = vec![("EXAI_EVENTS_SOCKET", socket.display().to_string())];
+        all.extend(env.iter().cloned());
+        let proc = Proc::spawn("exai-daemon", &[], &all);
+        let line = proc.wait_for_log("exai-daemon starting");
+        let instance_id =
+            field(&line, "instance").unwrap_or_else(|| panic!("no instance in {line:?}"));
+        Self { proc, instance_id }
+    }
+}
+
+/// The value of `key=value` in a log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_string(),
+    )
+}

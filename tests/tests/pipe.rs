@@ -1,0 +1,427 @@
+//! The event pipe end to end: the daemon's emitter and writer, a real socket, the real
+//! agent binary.
+
+use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
+use exai_daemon::{EventEmitter, Recorded, Totals};
+use exai_proto::event::Direction;
+use exai_proto::frame;
+use exai_proto::{CorrelationId, EventKind, Hello, SampleClass, SamplingPolicy};
+use exai_tests::{wait_for, Agent, Daemon, PATIENCE};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn ws_event() -> EventKind {
+    EventKind::WsMessage {
+        direction: Direction::Inbound,
+        bytes: 120,
+    }
+}
+
+fn received(agent: &Agent, instance: &str) -> f64 {
+    agent
+        .scrape()
+        .sum("exai_pipe_events_received_total", &[("instance", instance)])
+}
+
+/// (a) No agent: `record` never waits for anything, and every event is counted dropped.
+#[test]
+fn without_an_agent_recording_never_blocks_and_every_drop_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody-listens.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let emitter = EventEmitter::new(SamplingPolicy::keep_all(), 1024, Totals::new(&[]));
+        let cancel = CancellationToken::new();
+        let writer = tokio::spawn(pipe_writer::run(
+            emitter.clone(),
+            DaemonIdentity::current(),
+            WriterConfig::new(socket.clone()),
+            cancel.clone(),
+        ));
+        // One thread runs both this loop and the writer: had `record` waited on the
+        // writer in any way, this loop could not finish.
+        let correlation = CorrelationId::new("req-1");
+        let mut queued = 0;
+        for _ in 0..100_000 {
+            if emitter.record(SampleClass::WsMessages, &correlation, ws_event) == Recorded::Queued {
+                queued += 1;
+            }
+        }
+        assert_eq!(queued, 1024);
+        assert_eq!(emitter.dropped().queue_full, 100_000 - 1024);
+
+        // Now the writer runs, finds no agent, and drops the queue as `disconnected`.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while emitter.dropped().disconnected < 1024 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "writer never drained: {:?}",
+                emitter.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = emitter.stats();
+        assert_eq!(stats.dropped.disconnected, 1024);
+        assert_eq!(stats.queue_depth, 0);
+        assert!(!stats.connected);
+        assert_eq!(stats.next_seq, 0, "nothing was written");
+
+        // Recording still works after all that.
+        assert_eq!(
+            emitter.record(SampleClass::WsMessages, &correlation, ws_event),
+            Recorded::Queued
+        );
+        cancel.cancel();
+        writer.await.unwrap();
+    });
+}
+
+/// (a) The daemon binary starts and keeps running without an agent, and joins one that
+/// starts later.
+#[test]
+fn the_daemon_runs_without_an_agent_and_connects_when_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let mut daemon = Daemon::start(&socket);
+    daemon.proc.wait_for_log("agent not reachable");
+    assert!(daemon.proc.is_running(), "daemon exited without an agent");
+
+    let agent = Agent::start(&socket);
+    agent
+        .proc
+        .wait_for_log(&format!("daemon connected instance={}", daemon.instance_id));
+    // Heartbeats arrive once a second.
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v >= 2.0,
+    );
+    assert_eq!(
+        agent.scrape().sum(
+            "exai_pipe_events_lost_total",
+            &[("instance", &daemon.instance_id)]
+        ),
+        0.0
+    );
+}
+
+/// (b) The agent is SIGKILLed while events stream; a new agent starts on the same
+/// socket. The daemon reconnects, events flow again, and the new agent's gap count is
+/// exactly what the daemon wrote and no agent confirmed. Every recorded event is
+/// accounted for once: delivered, lost by gap, or dropped with a reason.
+#[test]
+fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let mut first = Agent::start(&socket);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emitter = EventEmitter::new(SamplingPolicy::keep_all(), 1 << 16, Totals::new(&[]));
+    let identity = DaemonIdentity::current();
+    let instance = identity.instance_id.clone();
+    let cancel = CancellationToken::new();
+    let writer = runtime.spawn(pipe_writer::run(
+        emitter.clone(),
+        identity,
+        WriterConfig::new(socket.clone()),
+        cancel.clone(),
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let recorded = Arc::new(AtomicU64::new(0));
+    let producer = {
+        let (emitter, stop, recorded) = (emitter.clone(), stop.clone(), recorded.clone());
+        std::thread::spawn(move || {
+            let correlation = CorrelationId::new("stream");
+            // About 100,000 events a second, for as long as the test needs.
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..100 {
+                    emitter.record(SampleClass::WsMessages, &correlation, ws_event);
+                }
+                recorded.fetch_add(100, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+
+    first.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &instance)],
+        |v| v >= 20_000.0,
+    );
+    first.proc.kill_hard();
+    wait_for("the writer to notice the agent is gone", PATIENCE, || {
+        (!emitter.stats().connected).then_some(())
+    });
+    let down = emitter.stats();
+
+    let second = Agent::start(&socket);
+    let back = wait_for("the daemon to reconnect", PATIENCE, || {
+        let s = emitter.stats();
+        (s.connections_made == 2).then_some(s)
+    });
+    let (hello_next, hello_acked) = back.last_hello;
+    assert_eq!(
+        hello_acked, down.acked_seq,
+        "nothing can be acknowledged while no agent runs"
+    );
+    second.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &instance)],
+        |v| v >= 20_000.0,
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    cancel.cancel();
+    runtime.block_on(writer).unwrap();
+    let end = emitter.stats();
+    assert_eq!(end.queue_depth, 0);
+
+    let scrape = wait_for(
+        "the agent to account for every written event",
+        PATIENCE,
+        || {
+            let s = second.scrape();
+            let got = s.sum(
+                "exai_pipe_events_received_total",
+                &[("instance", &instance)],
+            ) + s.sum("exai_pipe_events_lost_total", &[("instance", &instance)]);
+            (got as u64 == end.next_seq - hello_acked).then_some(s)
+        },
+    );
+    let lost = scrape.sum("exai_pipe_events_lost_total", &[("instance", &instance)]) as u64;
+    let got = scrape.sum(
+        "exai_pipe_events_received_total",
+        &[("instance", &instance)],
+    ) as u64;
+    assert_eq!(
+        lost,
+        hello_next - hello_acked,
+        "lost = written to the dead agent and never acknowledged"
+    );
+    assert_eq!(
+        got,
+        end.next_seq - hello_next,
+        "everything written to the new agent arrived"
+    );
+    let recorded = recorded.load(Ordering::Relaxed);
+    assert_eq!(
+        recorded + end.heartbeats,
+        end.dropped.total() + end.next_seq,
+        "every recorded event and heartbeat was written or counted dropped: {end:?}"
+    );
+    // The daemon's own drop counts reached the agent through the final heartbeat.
+    assert_eq!(
+        scrape.sum(
+            "exai_pipe_daemon_dropped_events_total",
+            &[("instance", &instance)]
+        ) as u64,
+        end.dropped.total()
+    );
+}
+
+/// (b) The same with the real daemon binary: after the agent is killed and restarted,
+/// the daemon is back on the pipe and its heartbeats flow again.
+#[test]
+fn the_daemon_binary_reconnects_after_the_agent_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let mut first = Agent::start(&socket);
+    let daemon = Daemon::start(&socket);
+    first.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v >= 1.0,
+    );
+    first.proc.kill_hard();
+
+    let second = Agent::start(&socket);
+    second
+        .proc
+        .wait_for_log(&format!("daemon connected instance={}", daemon.instance_id));
+    second.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v >= 2.0,
+    );
+    assert_eq!(
+        second.scrape().sum(
+            "exai_pipe_daemon_connected",
+            &[("instance", &daemon.instance_id)]
+        ),
+        1.0
+    );
+}
+
+/// (c) Two daemons feed one agent at once, each under its own instance label.
+#[test]
+fn two_daemons_feed_one_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let one = Daemon::start(&socket);
+    let mut two = Daemon::start(&socket);
+    assert_ne!(one.instance_id, two.instance_id);
+    for d in [&one, &two] {
+        agent.wait_metric(
+            "exai_pipe_events_received_total",
+            &[("instance", &d.instance_id)],
+            |v| v >= 2.0,
+        );
+        assert_eq!(
+            agent.scrape().sum(
+                "exai_pipe_daemon_connected",
+                &[("instance", &d.instance_id)]
+            ),
+            1.0
+        );
+    }
+    assert!(two.proc.terminate().success());
+    agent.wait_metric(
+        "exai_pipe_daemon_connected",
+        &[("instance", &two.instance_id)],
+        |v| v == 0.0,
+    );
+    let before = received(&agent, &one.instance_id);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &one.instance_id)],
+        |v| v > before,
+    );
+    assert_eq!(
+        agent.scrape().sum(
+            "exai_pipe_daemon_connected",
+            &[("instance", &one.instance_id)]
+        ),
+        1.0
+    );
+}
+
+fn a_hello() -> Hello {
+    Hello {
+        instance_id: "test-peer".into(),
+        pid: std::process::id(),
+        version: "0.0.0".into(),
+        started_at_unix_ms: 0,
+        sampling: SamplingPolicy::default(),
+        next_seq: 0,
+        acked_seq: 0,
+    }
+}
+
+/// Writes `bytes` on a fresh connection and waits for the agent to close it.
+fn send_and_expect_close(socket: &Path, bytes: &[u8]) {
+    let mut conn = UnixStream::connect(socket).unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The agent may close while we are still writing; that is what we wait for anyway.
+    let _ = conn.write_all(bytes);
+    let mut buf = [0u8; 64];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the agent did not close the connection: {e}"),
+        }
+    }
+}
+
+/// (d) A Hello with another protocol version is refused, with a log line that says so.
+#[test]
+fn a_wrong_protocol_version_is_refused_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let mut wire = Vec::new();
+    frame::encode_hello_as_version(99, &a_hello(), &mut wire);
+    send_and_expect_close(&socket, &wire);
+
+    let line = agent.proc.wait_for_log("unsupported protocol version 99");
+    assert!(line.contains("this side speaks version 1"), "{line}");
+    assert!(
+        line.contains("reason=\"bad_version\"") || line.contains("reason=bad_version"),
+        "{line}"
+    );
+    assert_eq!(
+        agent.scrape().sum(
+            "exai_pipe_frames_rejected_total",
+            &[("reason", "bad_version")]
+        ),
+        1.0
+    );
+
+    // A daemon that speaks the right version is served.
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v >= 1.0,
+    );
+}
+
+/// (e) Garbage on the socket closes that connection only; a connected daemon keeps
+/// flowing and new daemons are still accepted.
+#[test]
+fn garbage_on_the_socket_does_not_stop_the_agent_serving_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v >= 1.0,
+    );
+
+    // A plausible length, then noise where a Hello should be.
+    let mut noise = 64u32.to_le_bytes().to_vec();
+    noise.extend((0..64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    send_and_expect_close(&socket, &noise);
+    // A valid Hello, then a frame claiming 4 GiB.
+    let mut wire = Vec::new();
+    frame::encode_hello(&a_hello(), &mut wire);
+    wire.extend_from_slice(&u32::MAX.to_le_bytes());
+    send_and_expect_close(&socket, &wire);
+    // A valid Hello, then a well-sized frame whose payload is not a batch.
+    let mut wire = Vec::new();
+    let mut hello = a_hello();
+    hello.instance_id = "test-peer-2".into();
+    frame::encode_hello(&hello, &mut wire);
+    wire.extend_from_slice(&16u32.to_le_bytes());
+    wire.extend_from_slice(&[0xFF; 16]);
+    send_and_expect_close(&socket, &wire);
+
+    let scrape = agent.scrape();
+    for reason in ["bad_magic", "bad_length", "bad_payload"] {
+        assert_eq!(
+            scrape.sum("exai_pipe_frames_rejected_total", &[("reason", reason)]),
+            1.0,
+            "{reason}"
+        );
+    }
+    let before = received(&agent, &daemon.instance_id);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &daemon.instance_id)],
+        |v| v > before,
+    );
+    let late = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &late.instance_id)],
+        |v| v >= 1.0,
+    );
+}
