@@ -30,4 +30,11 @@ log "build (the end-to-end tests start these binaries)"
 cargo build --workspace --bins --locked
 
 log "tests"
-cargo test --workspace --locked
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+cargo test --workspace --locked 2>&1 | tee "$out" || status=$?
+# One closing line for the whole run: cargo's own last line is a doc-test binary's.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\nSummary: %d passed, %d failed\n", p, f }' "$out"
+exit $status

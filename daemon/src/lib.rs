@@ -7,6 +7,7 @@ pub mod config;
 pub mod emitter;
 pub mod pipe_writer;
 pub mod process_stats;
+pub mod providers;
 mod sampler;
 pub mod totals;
 
