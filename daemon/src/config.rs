@@ -1,8 +1,12 @@
 //! The daemon's settings: environment variables, overridden by command-line flags.
 
+use crate::providers::models::{self, ModelInfo};
+use crate::providers::Secret;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
 use exai_proto::{SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Flags given on the command line; each overrides its environment variable.
 #[derive(Debug, Default, Clone, clap::Args)]
@@ -13,6 +17,55 @@ pub struct Flags {
     /// Capacity of the bounded event queue [env: EXAI_EVENT_QUEUE_CAPACITY] [default: 65536]
     #[arg(long, value_name = "EVENTS")]
     pub event_queue_capacity: Option<String>,
+    /// Address MCP clients connect to [env: EXAI_WS_HOST] [default: 127.0.0.1]
+    #[arg(long, value_name = "IP")]
+    pub ws_host: Option<String>,
+    /// Port for MCP over WebSocket and Streamable HTTP; 0 picks a free one [env: EXAI_WS_PORT] [default: 8079]
+    #[arg(long, value_name = "PORT")]
+    pub ws_port: Option<String>,
+    /// Model used when a client names none [env: DEFAULT_MODEL] [default: glm-4.5-flash]
+    #[arg(long, value_name = "MODEL")]
+    pub default_model: Option<String>,
+}
+
+/// Where MCP clients connect and what they may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// Required bearer token (EXAI_WS_TOKEN), at least 16 characters; `None` = open.
+    pub token: Option<Secret>,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_inflight_per_connection: usize,
+    /// Tool results above this are cut, with a notice.
+    pub max_result_bytes: usize,
+}
+
+/// Limits on model calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLimits {
+    pub global: usize,
+    pub kimi: usize,
+    pub glm: usize,
+    /// How long a call may wait for a free place before it is refused as busy.
+    pub max_wait: Duration,
+    pub call_timeout: Duration,
+    pub max_attempts: u32,
+}
+
+/// One provider's endpoint and key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
+    pub base_url: String,
+    pub key: Option<Secret>,
+    /// Why there is no key, naming the variables to set.
+    pub missing_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationConfig {
+    pub ttl: Duration,
+    pub max_turns: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +73,52 @@ pub struct DaemonConfig {
     pub events_socket: PathBuf,
     pub event_queue_capacity: usize,
     pub sampling: SamplingPolicy,
+    pub server: ServerConfig,
+    pub limits: CallLimits,
+    pub kimi: ProviderSettings,
+    pub glm: ProviderSettings,
+    pub default_model: &'static ModelInfo,
+    pub conversations: ConversationConfig,
+}
+
+fn at_least(min: usize) -> impl FnOnce(&usize) -> Result<(), String> {
+    move |n| {
+        if *n >= min {
+            Ok(())
+        } else {
+            Err(format!("must be at least {min}"))
+        }
+    }
+}
+
+fn flag<'a>(name: &'static str, value: &'a Option<String>) -> Option<(&'static str, &'a str)> {
+    value.as_deref().map(|v| (name, v))
+}
+
+/// A key from the first of `names` that is set, e.g. KIMI_API_KEY, then MOONSHOT_API_KEY.
+fn provider_settings(
+    env: &dyn EnvSource,
+    s: &Settings,
+    url_key: &'static str,
+    default_url: &str,
+    names: [&str; 2],
+) -> Result<ProviderSettings, SettingError> {
+    let base_url: String = s.get_checked(url_key, None, default_url.to_string(), |u| {
+        if u.starts_with("http://") || u.starts_with("https://") {
+            Ok(())
+        } else {
+            Err("expected an http:// or https:// URL".into())
+        }
+    })?;
+    let key = names
+        .iter()
+        .find_map(|n| env.get(n).filter(|v| !v.trim().is_empty()))
+        .map(|v| Secret::new(v.trim()));
+    Ok(ProviderSettings {
+        base_url,
+        key,
+        missing_key: format!("no API key: set {} (or {})", names[0], names[1]),
+    })
 }
 
 /// The environment variable holding each class's "1 in N" rate.
@@ -63,10 +162,116 @@ impl DaemonConfig {
             let rate = s.get(sampling_variable(*class), None, sampling.rate(*class))?;
             sampling = sampling.with_rate(*class, rate);
         }
+        let token = match s.get::<String>("EXAI_WS_TOKEN", None, String::new())? {
+            t if t.is_empty() => None,
+            t if t.chars().count() < 16 => {
+                return Err(SettingError {
+                    key: "EXAI_WS_TOKEN",
+                    flag: None,
+                    value: "[redacted]".into(),
+                    why: format!("must be at least 16 characters (got {})", t.chars().count()),
+                })
+            }
+            t => Some(Secret::new(t)),
+        };
+        let server = ServerConfig {
+            addr: SocketAddr::new(
+                s.get(
+                    "EXAI_WS_HOST",
+                    flag("--ws-host", &flags.ws_host),
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                )?,
+                s.get("EXAI_WS_PORT", flag("--ws-port", &flags.ws_port), 8079u16)?,
+            ),
+            token,
+            max_connections: s.get_checked(
+                "EXAI_WS_MAX_CONNECTIONS",
+                None,
+                2048usize,
+                at_least(1),
+            )?,
+            max_frame_bytes: s.get_checked(
+                "EXAI_WS_MAX_FRAME_BYTES",
+                None,
+                4usize << 20,
+                at_least(1024),
+            )?,
+            max_inflight_per_connection: s.get_checked(
+                "EXAI_WS_MAX_INFLIGHT_PER_CONNECTION",
+                None,
+                8usize,
+                at_least(1),
+            )?,
+            max_result_bytes: s.get_checked(
+                "EXAI_MAX_RESULT_BYTES",
+                None,
+                900usize << 10,
+                at_least(1024),
+            )?,
+        };
+        let limits = CallLimits {
+            global: s.get_checked("EXAI_WS_GLOBAL_MAX_INFLIGHT", None, 24usize, at_least(1))?,
+            kimi: s.get_checked("EXAI_WS_KIMI_MAX_INFLIGHT", None, 6usize, at_least(1))?,
+            glm: s.get_checked("EXAI_WS_GLM_MAX_INFLIGHT", None, 4usize, at_least(1))?,
+            max_wait: Duration::from_millis(s.get("EXAI_INFLIGHT_WAIT_MS", None, 10_000u64)?),
+            call_timeout: Duration::from_secs(s.get_checked(
+                "EXAI_PROVIDER_TIMEOUT_SECS",
+                None,
+                300usize,
+                at_least(1),
+            )? as u64),
+            max_attempts: s.get_checked("EXAI_PROVIDER_MAX_ATTEMPTS", None, 3usize, at_least(1))?
+                as u32,
+        };
+        let kimi = provider_settings(
+            env,
+            &s,
+            "KIMI_API_URL",
+            "https://api.moonshot.ai/v1",
+            ["KIMI_API_KEY", "MOONSHOT_API_KEY"],
+        )?;
+        let glm = provider_settings(
+            env,
+            &s,
+            "GLM_API_URL",
+            "https://api.z.ai/api/paas/v4",
+            ["GLM_API_KEY", "ZHIPUAI_API_KEY"],
+        )?;
+        let default_name = s.get(
+            "DEFAULT_MODEL",
+            flag("--default-model", &flags.default_model),
+            models::DEFAULT_MODEL.to_string(),
+        )?;
+        let default_model = models::lookup(&default_name).ok_or_else(|| SettingError {
+            key: "DEFAULT_MODEL",
+            flag: flags.default_model.as_ref().map(|_| "--default-model"),
+            value: default_name.clone(),
+            why: format!(
+                "unknown model; known: {}",
+                models::MODELS
+                    .iter()
+                    .map(|m| m.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        let conversations = ConversationConfig {
+            ttl: Duration::from_secs(
+                s.get_checked("CONVERSATION_TIMEOUT_HOURS", None, 3usize, at_least(1))? as u64
+                    * 3600,
+            ),
+            max_turns: s.get_checked("MAX_CONVERSATION_TURNS", None, 20usize, at_least(1))?,
+        };
         Ok(Self {
             events_socket,
             event_queue_capacity,
             sampling,
+            server,
+            limits,
+            kimi,
+            glm,
+            default_model,
+            conversations,
         })
     }
 }
@@ -95,6 +300,42 @@ mod tests {
         let config = DaemonConfig::load(&env, &flags).unwrap();
         assert_eq!(config.sampling.rate(SampleClass::WsMessages), 100);
         assert_eq!(config.events_socket, PathBuf::from("/run/b.sock"));
+    }
+
+    #[test]
+    fn providers_without_keys_say_which_variable_to_set() {
+        let config =
+            DaemonConfig::load(&[("MOONSHOT_API_KEY", "sk-123")], &Flags::default()).unwrap();
+        assert_eq!(config.kimi.key.as_ref().map(Secret::expose), Some("sk-123"));
+        assert_eq!(config.glm.key, None);
+        assert_eq!(
+            config.glm.missing_key,
+            "no API key: set GLM_API_KEY (or ZHIPUAI_API_KEY)"
+        );
+        assert_eq!(config.default_model.name, "glm-4.5-flash");
+        assert_eq!(config.server.addr, "127.0.0.1:8079".parse().unwrap());
+        assert_eq!(
+            (config.limits.global, config.limits.kimi, config.limits.glm),
+            (24, 6, 4)
+        );
+    }
+
+    #[test]
+    fn a_short_token_is_refused_without_printing_it() {
+        let err = DaemonConfig::load(&[("EXAI_WS_TOKEN", "short-secret")], &Flags::default())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("EXAI_WS_TOKEN=\"[redacted]\": must be at least 16 characters"),
+            "{text}"
+        );
+        assert!(!text.contains("short-secret"));
+        let err = DaemonConfig::load(&[("DEFAULT_MODEL", "gpt-5")], &Flags::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DEFAULT_MODEL=\"gpt-5\": unknown model; known: kimi-k2-0905-preview"),
+            "{err}"
+        );
     }
 
     #[test]

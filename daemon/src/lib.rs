@@ -2,6 +2,7 @@
 //! [`EventEmitter`]: a counter to decide sampling, a non-blocking push to record. The
 //! [`pipe_writer`] ships what was recorded to the agent off the request path.
 
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod emitter;
@@ -9,6 +10,7 @@ pub mod pipe_writer;
 pub mod process_stats;
 pub mod providers;
 mod sampler;
+pub mod storage;
 pub mod totals;
 
 pub use emitter::{EmitterStats, EventEmitter, Recorded};

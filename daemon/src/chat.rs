@@ -1,0 +1,367 @@
+//! The `chat` tool's work, apart from MCP: choose the model, load the thread, hold a
+//! place, call the provider, save the turn — recording each step as a counter and a
+//! sampled event.
+
+use crate::providers::models::{self, ModelError, ModelInfo};
+use crate::providers::{
+    Busy, CallFailure, ChatRequest, InflightLimits, Message, ProviderClient, Role,
+};
+use crate::storage::{ConversationStore, StorageError, Thread, Turn};
+use crate::EventEmitter;
+use exai_proto::event::{CallStatus, EventKind, StorageOp, StorageResult};
+use exai_proto::{CorrelationId, Provider, SampleClass};
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What a client asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatArgs {
+    pub prompt: String,
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub system_prompt: Option<String>,
+    pub continuation_id: Option<String>,
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatAnswer {
+    pub content: String,
+    pub model: &'static str,
+    pub provider: Provider,
+    /// Pass it back to continue this conversation.
+    pub continuation_id: String,
+    /// Earlier turns sent to the model.
+    pub history_turns: usize,
+    /// Set when history could not be read or saved: the answer stands, without it.
+    pub history_notice: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub ttft: Option<Duration>,
+    pub latency: Duration,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Busy(#[from] Busy),
+    #[error("{0}")]
+    Call(#[from] CallFailure),
+    #[error("cancelled by the client")]
+    Cancelled,
+}
+
+pub struct ChatService {
+    providers: Vec<ProviderClient>,
+    limits: Arc<InflightLimits>,
+    store: Arc<dyn ConversationStore>,
+    emitter: EventEmitter,
+    default_model: &'static ModelInfo,
+    max_turns: usize,
+    /// Longest a storage read or write may take before the chat goes on without it.
+    storage_timeout: Duration,
+}
+
+/// Counts a model call as in flight for as long as it lives.
+struct InFlight<'a>(&'a EventEmitter);
+
+impl<'a> InFlight<'a> {
+    fn new(emitter: &'a EventEmitter) -> Self {
+        emitter.totals().in_flight.fetch_add(1, Relaxed);
+        Self(emitter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.totals().in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl ChatService {
+    pub fn new(
+        providers: Vec<ProviderClient>,
+        limits: Arc<InflightLimits>,
+        store: Arc<dyn ConversationStore>,
+        emitter: EventEmitter,
+        default_model: &'static ModelInfo,
+        max_turns: usize,
+        storage_timeout: Duration,
+    ) -> Self {
+        Self {
+            providers,
+            limits,
+            store,
+            emitter,
+            default_model,
+            max_turns,
+            storage_timeout,
+        }
+    }
+
+    pub fn provider(&self, provider: Provider) -> Option<&ProviderClient> {
+        self.providers.iter().find(|p| p.provider() == provider)
+    }
+
+    /// Why `provider` cannot be used, or `None` when it can.
+    pub fn unavailable(&self, provider: Provider) -> Option<String> {
+        match self.provider(provider) {
+            Some(client) => client.unavailable().map(str::to_string),
+            None => Some("not configured".into()),
+        }
+    }
+
+    pub fn default_model(&self) -> &'static ModelInfo {
+        self.default_model
+    }
+
+    pub fn storage_backend(&self) -> exai_proto::StorageBackend {
+        self.store.backend()
+    }
+
+    pub fn limits(&self) -> &InflightLimits {
+        &self.limits
+    }
+
+    pub async fn chat(
+        &self,
+        args: ChatArgs,
+        correlation: &CorrelationId,
+        cancel: &CancellationToken,
+    ) -> Result<ChatAnswer, ChatError> {
+        let model = models::resolve(args.model.as_deref(), self.default_model, |p| {
+            self.unavailable(p)
+        })?;
+        let Some(client) = self.provider(model.provider) else {
+            return Err(ModelError::ProviderUnavailable {
+                model: model.name,
+                provider: model.provider,
+                why: "not configured".into(),
+            }
+            .into());
+        };
+        let (continuation_id, mut thread, mut history_notice) = match args
+            .continuation_id
+            .as_deref()
+        {
+            Some(id) if !id.trim().is_empty() => match self.load(id.trim(), correlation).await {
+                Ok(thread) => (id.trim().to_string(), thread.unwrap_or_default(), None),
+                Err(e) => (
+                    id.trim().to_string(),
+                    Thread::default(),
+                    Some(format!("{e}; answered without earlier turns")),
+                ),
+            },
+            _ => (uuid::Uuid::new_v4().to_string(), Thread::default(), None),
+        };
+
+        let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);
+        if let Some(system) = args
+            .system_prompt
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            messages.push(Message {
+                role: Role::System,
+                content: system.to_string(),
+            });
+        }
+        for turn in &thread.turns {
+            messages.push(Message {
+                role: Role::User,
+                content: turn.user.clone(),
+            });
+            messages.push(Message {
+                role: Role::Assistant,
+                content: turn.assistant.clone(),
+            });
+        }
+        messages.push(Message {
+            role: Role::User,
+            content: args.prompt.clone(),
+        });
+        let history_turns = thread.turns.len();
+
+        let _permit = tokio::select! {
+            _ = cancel.cancelled() => return Err(ChatError::Cancelled),
+            permit = self.limits.acquire(model.provider) => permit?,
+        };
+        let _in_flight = InFlight::new(&self.emitter);
+        let request = ChatRequest {
+            model: model.name,
+            messages: &messages,
+            temperature: args.temperature,
+            stream: args.stream,
+            request_id: correlation.as_str(),
+        };
+        let outcome = client.chat(request, cancel).await;
+        self.record_call(model, &outcome, correlation);
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(failure) if failure.error == crate::providers::CallError::Cancelled => {
+                return Err(ChatError::Cancelled)
+            }
+            Err(failure) => return Err(failure.into()),
+        };
+
+        thread.push(
+            Turn {
+                user: args.prompt,
+                assistant: reply.content.clone(),
+                model: model.name.to_string(),
+                at_unix_ms: crate::clock::now_unix_us() / 1000,
+            },
+            self.max_turns,
+        );
+        if let Err(e) = self.save(&continuation_id, &thread, correlation).await {
+            let saved = format!("{e}; this turn was not saved");
+            history_notice = Some(match history_notice {
+                Some(earlier) => format!("{earlier}; {saved}"),
+                None => saved,
+            });
+        }
+        Ok(ChatAnswer {
+            content: reply.content,
+            model: model.name,
+            provider: model.provider,
+            continuation_id,
+            history_turns,
+            history_notice,
+            input_tokens: reply.usage.prompt_tokens,
+            output_tokens: reply.usage.completion_tokens,
+            ttft: reply.ttft,
+            latency: reply.latency,
+            attempts: reply.attempts,
+        })
+    }
+
+    fn record_call(
+        &self,
+        model: &ModelInfo,
+        outcome: &Result<crate::providers::ChatReply, CallFailure>,
+        correlation: &CorrelationId,
+    ) {
+        let totals = self.emitter.totals();
+        let slot = totals.model_slot(model.provider, model.name);
+        let (status, input, output) = match outcome {
+            Ok(r) => (
+                CallStatus::Success,
+                r.usage.prompt_tokens,
+                r.usage.completion_tokens,
+            ),
+            Err(f) => (f.error.status(), 0, 0),
+        };
+        totals.provider_call(slot, status, input, output);
+        self.emitter
+            .record(SampleClass::ProviderCalls, correlation, || match outcome {
+                Ok(r) => EventKind::ProviderCall {
+                    provider: model.provider,
+                    model: model.name.into(),
+                    status,
+                    latency_us: r.latency.as_micros() as u64,
+                    ttft_us: r.ttft.map(|t| t.as_micros() as u64),
+                    input_tokens: r.usage.prompt_tokens as u32,
+                    output_tokens: r.usage.completion_tokens as u32,
+                    attempts: r.attempts.min(255) as u8,
+                    bytes: r.bytes.min(u32::MAX as u64) as u32,
+                },
+                Err(f) => EventKind::ProviderCall {
+                    provider: model.provider,
+                    model: model.name.into(),
+                    status,
+                    latency_us: 0,
+                    ttft_us: None,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    attempts: f.attempts.min(255) as u8,
+                    bytes: 0,
+                },
+            });
+    }
+
+    async fn load(
+        &self,
+        id: &str,
+        correlation: &CorrelationId,
+    ) -> Result<Option<Thread>, StorageError> {
+        let result = self
+            .timed(StorageOp::Get, correlation, self.store.load(id))
+            .await;
+        result
+    }
+
+    async fn save(
+        &self,
+        id: &str,
+        thread: &Thread,
+        correlation: &CorrelationId,
+    ) -> Result<(), StorageError> {
+        self.timed(StorageOp::Set, correlation, self.store.save(id, thread))
+            .await
+    }
+
+    /// Runs a storage operation under the storage timeout, counting and sampling it.
+    async fn timed<T: StorageOutcome>(
+        &self,
+        op: StorageOp,
+        correlation: &CorrelationId,
+        work: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let backend = self.store.backend();
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.storage_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout {
+                backend,
+                millis: self.storage_timeout.as_millis() as u64,
+            }),
+        };
+        let outcome = match &result {
+            Ok(value) => value.result(),
+            Err(StorageError::Timeout { .. }) => StorageResult::Timeout,
+            Err(_) => StorageResult::Error,
+        };
+        let latency_us = started.elapsed().as_micros() as u64;
+        self.emitter.totals().storage(op, backend, outcome);
+        let class = if op == StorageOp::Get {
+            SampleClass::StorageReads
+        } else {
+            SampleClass::StorageWrites
+        };
+        self.emitter
+            .record(class, correlation, || EventKind::Storage {
+                op,
+                backend,
+                result: outcome,
+                latency_us,
+            });
+        result
+    }
+}
+
+/// How a successful storage operation is labelled.
+trait StorageOutcome {
+    fn result(&self) -> StorageResult;
+}
+
+impl StorageOutcome for Option<Thread> {
+    fn result(&self) -> StorageResult {
+        if self.is_some() {
+            StorageResult::Hit
+        } else {
+            StorageResult::Miss
+        }
+    }
+}
+
+impl StorageOutcome for () {
+    fn result(&self) -> StorageResult {
+        StorageResult::Ok
+    }
+}

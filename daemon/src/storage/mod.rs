@@ -1,0 +1,82 @@
+//! Conversation threads, keyed by `continuation_id`. The in-memory store is the embedded
+//! default; Redis (when `REDIS_URL` is set) is another implementation of the same trait.
+
+pub mod memory;
+
+use exai_proto::StorageBackend;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// One exchange of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub user: String,
+    pub assistant: String,
+    pub model: String,
+    pub at_unix_ms: u64,
+}
+
+/// A conversation: its turns, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    pub turns: Vec<Turn>,
+}
+
+impl Thread {
+    /// Appends a turn, dropping the oldest ones beyond `max_turns`.
+    pub fn push(&mut self, turn: Turn, max_turns: usize) {
+        self.turns.push(turn);
+        let excess = self.turns.len().saturating_sub(max_turns.max(1));
+        self.turns.drain(..excess);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("{backend} storage unavailable: {message}")]
+    Unavailable {
+        backend: StorageBackend,
+        message: String,
+    },
+    #[error("{backend} storage did not answer within {millis} ms")]
+    Timeout {
+        backend: StorageBackend,
+        millis: u64,
+    },
+    #[error("stored thread is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub trait ConversationStore: Send + Sync {
+    fn backend(&self) -> StorageBackend;
+
+    fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>>;
+
+    /// Stores the whole thread and restarts its time to live.
+    fn save<'a>(
+        &'a self,
+        id: &'a str,
+        thread: &'a Thread,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_turns_go_first() {
+        let mut t = Thread::default();
+        for i in 0..5 {
+            let turn = Turn {
+                user: format!("q{i}"),
+                assistant: String::new(),
+                model: "m".into(),
+                at_unix_ms: i,
+            };
+            t.push(turn, 3);
+        }
+        let users: Vec<&str> = t.turns.iter().map(|t| t.user.as_str()).collect();
+        assert_eq!(users, ["q2", "q3", "q4"]);
+    }
+}
