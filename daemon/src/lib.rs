@@ -10,6 +10,7 @@ pub mod pipe_writer;
 pub mod process_stats;
 pub mod providers;
 mod sampler;
+pub mod security;
 pub mod storage;
 pub mod totals;
 
