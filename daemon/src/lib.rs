@@ -12,6 +12,7 @@ pub mod providers;
 mod sampler;
 pub mod security;
 pub mod storage;
+pub mod tools;
 pub mod totals;
 
 pub use emitter::{EmitterStats, EventEmitter, Recorded};
