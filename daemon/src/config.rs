@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub max_inflight_per_connection: usize,
     /// Tool results above this are cut, with a notice.
     pub max_result_bytes: usize,
+    /// Host names besides loopback that /mcp answers to (EXAI_WS_ALLOWED_HOSTS).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Limits on model calls.
@@ -208,6 +210,13 @@ impl DaemonConfig {
                 900usize << 10,
                 at_least(1024),
             )?,
+            allowed_hosts: s
+                .get("EXAI_WS_ALLOWED_HOSTS", None, String::new())?
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect(),
         };
         let limits = CallLimits {
             global: s.get_checked("EXAI_WS_GLOBAL_MAX_INFLIGHT", None, 24usize, at_least(1))?,

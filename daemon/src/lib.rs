@@ -2,15 +2,18 @@
 //! [`EventEmitter`]: a counter to decide sampling, a non-blocking push to record. The
 //! [`pipe_writer`] ships what was recorded to the agent off the request path.
 
+pub mod bridge;
 pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod emitter;
+pub mod mcp;
 pub mod pipe_writer;
 pub mod process_stats;
 pub mod providers;
 mod sampler;
 pub mod security;
+pub mod server;
 pub mod storage;
 pub mod tools;
 pub mod totals;

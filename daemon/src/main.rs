@@ -1,43 +1,70 @@
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use exai_daemon::chat::ChatService;
 use exai_daemon::config::{DaemonConfig, Flags};
+use exai_daemon::mcp::McpCore;
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
-use exai_daemon::{EventEmitter, Totals};
+use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy, MODELS};
+use exai_daemon::server::{self, Server};
+use exai_daemon::storage::memory::MemoryStore;
+use exai_daemon::tools::Tools;
+use exai_daemon::{bridge, EventEmitter, Totals};
 use exai_proto::settings::ProcessEnv;
+use exai_proto::Provider;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// exai MCP daemon: serves MCP clients and ships sampled events to exai-agent.
+/// exai MCP daemon: serves MCP clients over WebSocket and Streamable HTTP, and ships
+/// sampled events to exai-agent.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     flags: Flags,
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Relay MCP between stdio and a running daemon, for clients that spawn stdio servers.
+    /// Sends EXAI_WS_TOKEN as a bearer token when it is set.
+    Bridge {
+        /// The daemon's WebSocket URL
+        #[arg(default_value = "ws://127.0.0.1:8079/mcp")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Some(Command::Bridge { url }) = &cli.command {
+        return run_bridge(url);
+    }
     let config = match DaemonConfig::load(&ProcessEnv, &cli.flags) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("exai-daemon: invalid setting: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     match run(config) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exai-daemon: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EXAI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EXAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -45,30 +72,108 @@ fn init_logging() {
         .init();
 }
 
+fn run_bridge(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("exai-daemon bridge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = std::env::var("EXAI_WS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    match runtime.block_on(bridge::run(url, token.as_deref())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exai-daemon bridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let emitter = EventEmitter::new(
-            config.sampling,
-            config.event_queue_capacity,
-            Totals::new(&[]),
-        );
+        let models: Vec<(Provider, &str)> = MODELS.iter().map(|m| (m.provider, m.name)).collect();
+        let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&models));
         let identity = DaemonIdentity::current();
+
+        let listener = server::bind(config.server.addr).await?;
+        let addr = listener.local_addr().context("cannot read the bound address")?;
         info!(instance = %identity.instance_id, pid = identity.pid, version = %identity.version,
             events_socket = %config.events_socket.display(), "exai-daemon starting");
-        let cancel = CancellationToken::new();
-        let writer = tokio::spawn(pipe_writer::run(
+
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .context("cannot build the HTTP client")?;
+        let retry = RetryPolicy { max_attempts: config.limits.max_attempts, ..RetryPolicy::default() };
+        let provider = |provider, settings: &exai_daemon::config::ProviderSettings| {
+            ProviderClient::new(
+                ProviderConfig {
+                    provider,
+                    base_url: settings.base_url.clone(),
+                    key: settings.key.clone(),
+                    unavailable_reason: settings.missing_key.clone(),
+                    call_timeout: config.limits.call_timeout,
+                    connect_timeout: Duration::from_secs(10),
+                    retry: retry.clone(),
+                },
+                http.clone(),
+            )
+        };
+        let providers = vec![provider(Provider::Kimi, &config.kimi), provider(Provider::Glm, &config.glm)];
+        for p in &providers {
+            match p.unavailable() {
+                None => info!(provider = %p.provider(), base_url = p.base_url(), "provider available"),
+                Some(why) => info!(provider = %p.provider(), reason = why, "provider unavailable"),
+            }
+        }
+        let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
+        let store = Arc::new(MemoryStore::new(config.conversations.ttl, 100_000));
+        let chat = Arc::new(ChatService::new(
+            providers,
+            limits,
+            store,
             emitter.clone(),
-            identity,
-            WriterConfig::new(config.events_socket.clone()),
-            cancel.child_token(),
+            config.default_model,
+            config.conversations.max_turns,
+            Duration::from_secs(2),
         ));
+        let core = Arc::new(McpCore {
+            tools: Tools::new(chat, emitter.clone(), config.server.max_result_bytes),
+            emitter: emitter.clone(),
+            progress_every: Duration::from_millis(progress_interval_ms()),
+        });
+
+        let cancel = CancellationToken::new();
+        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, WriterConfig::new(config.events_socket.clone()), cancel.child_token()));
+        let server = Server::new(config.server.clone(), core, cancel.child_token());
+        info!(%addr, token_required = config.server.token.is_some(), "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
+        let serving = tokio::spawn(server.serve(listener, cancel.child_token(), Duration::from_secs(5)));
+
         shutdown_signal().await;
         info!("shutting down");
         cancel.cancel();
+        let _ = serving.await;
         let _ = writer.await;
         Ok(())
     })
+}
+
+/// How often a running tool call reports progress (default 2 s; the contract is at most 5 s).
+fn progress_interval_ms() -> u64 {
+    std::env::var("EXAI_PROGRESS_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|ms| (50..=5000).contains(ms))
+        .unwrap_or(2000)
 }
 
 async fn shutdown_signal() {

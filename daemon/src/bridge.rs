@@ -1,0 +1,81 @@
+//! `exai-daemon bridge [URL]`: stdio ↔ WebSocket, for clients that only spawn stdio
+//! servers (Claude Desktop, Claude Code, IDEs). Each stdin line goes out as one text
+//! frame; each text frame comes back as one stdout line. stdout carries only MCP
+//! messages; diagnostics go to stderr.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("invalid daemon URL {url:?}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("cannot connect to the daemon at {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error("the daemon closed the connection: {0}")]
+    Closed(String),
+    #[error("stdout is gone: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// Relays until stdin ends (a clean exit) or the daemon goes away (an error).
+pub async fn run(url: &str, token: Option<&str>) -> Result<(), BridgeError> {
+    let mut request = url.into_client_request().map_err(|e| BridgeError::BadUrl {
+        url: url.into(),
+        why: e.to_string(),
+    })?;
+    let headers = request.headers_mut();
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static("mcp"));
+    if let Some(token) = token {
+        let value =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| BridgeError::BadUrl {
+                url: url.into(),
+                why: "EXAI_WS_TOKEN is not a valid header value".into(),
+            })?;
+        headers.insert("authorization", value);
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| BridgeError::Connect {
+            url: url.into(),
+            why: e.to_string(),
+        })?;
+    let (mut to_daemon, mut from_daemon) = ws.split();
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => {
+                    if let Err(e) = to_daemon.send(Message::text(line)).await {
+                        return Err(BridgeError::Closed(e.to_string()));
+                    }
+                }
+                // The client is done: close politely and exit cleanly.
+                Ok(None) | Err(_) => {
+                    let _ = to_daemon.close().await;
+                    return Ok(());
+                }
+            },
+            frame = from_daemon.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let mut line = text.as_str().replace('\n', " ");
+                    line.push('\n');
+                    stdout.write_all(line.as_bytes()).await.map_err(BridgeError::Stdout)?;
+                    stdout.flush().await.map_err(BridgeError::Stdout)?;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "no reason given".into());
+                    return Err(BridgeError::Closed(why));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(BridgeError::Closed(e.to_string())),
+                None => return Err(BridgeError::Closed("connection ended".into())),
+            },
+        }
+    }
+}

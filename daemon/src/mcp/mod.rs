@@ -1,0 +1,314 @@
+//! The MCP server proper, on rmcp: initialize and version negotiation, tools, progress,
+//! cancellation. Each request is counted exactly and sampled as an event here, whatever
+//! transport brought it.
+
+pub mod correlation;
+
+use crate::tools::{self, InvalidParams, Tools};
+use crate::EventEmitter;
+use exai_proto::{
+    CorrelationId, EventKind, McpMethod, RequestStatus, SampleClass, Tool, Transport,
+};
+// Logging (`logging/setLevel`) is part of every protocol revision this server speaks
+// (up to 2025-11-25); rmcp deprecates it only for the 2026 draft.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, DiscoverResult, ErrorCode, ErrorData, Implementation, InitializeRequestParams,
+    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, ProtocolVersion, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{RoleServer, ServerHandler};
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Shared by every session.
+pub struct McpCore {
+    pub tools: Tools,
+    pub emitter: EventEmitter,
+    /// How often a running tool call reports progress when the client asked for it.
+    pub progress_every: Duration,
+}
+
+/// One session's handler; cheap to clone.
+#[derive(Clone)]
+pub struct McpHandler {
+    core: Arc<McpCore>,
+}
+
+impl McpHandler {
+    pub fn new(core: Arc<McpCore>) -> Self {
+        Self { core }
+    }
+
+    fn count(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        method: McpMethod,
+        tool: Tool,
+        status: RequestStatus,
+        started: Instant,
+        correlation: &CorrelationId,
+    ) {
+        let transport = transport(ctx);
+        self.core
+            .emitter
+            .totals()
+            .request(transport, method, tool, status);
+        let duration_us = started.elapsed().as_micros() as u64;
+        self.core
+            .emitter
+            .record(SampleClass::Requests, correlation, || {
+                EventKind::McpRequest {
+                    transport,
+                    method,
+                    tool,
+                    status,
+                    duration_us,
+                }
+            });
+    }
+
+    fn count_simple<T>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        method: McpMethod,
+        started: Instant,
+        result: &Result<T, ErrorData>,
+    ) {
+        let status = if result.is_ok() {
+            RequestStatus::Success
+        } else {
+            RequestStatus::Error
+        };
+        let correlation = correlation::from_request(&ctx.meta, headers(ctx));
+        self.count(ctx, method, Tool::None, status, started, &correlation);
+    }
+}
+
+fn headers(ctx: &RequestContext<RoleServer>) -> Option<&http::HeaderMap> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .map(|p| &p.headers)
+}
+
+/// Streamable HTTP puts the request's parts in the context; WebSocket does not.
+fn transport(ctx: &RequestContext<RoleServer>) -> Transport {
+    if ctx.extensions.get::<http::request::Parts>().is_some() {
+        Transport::Http
+    } else {
+        Transport::WebSocket
+    }
+}
+
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "logging/setLevel",
+];
+
+impl ServerHandler for McpHandler {
+    #[allow(deprecated)]
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("exai", crate::VERSION))
+        .with_instructions(
+            "Chat with Kimi and GLM models: call listmodels to see what is available, then chat.",
+        )
+    }
+
+    /// The revisions this server implements, all with an initialize handshake; a client
+    /// asking for a newer one is answered with 2025-11-25.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        let started = Instant::now();
+        ctx.peer.set_peer_info(request.clone());
+        let result = self.negotiate_initialize(&request);
+        self.count_simple(&ctx, McpMethod::Initialize, started, &result);
+        result
+    }
+
+    async fn ping(&self, ctx: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let result = Ok(());
+        self.count_simple(&ctx, McpMethod::Ping, Instant::now(), &result);
+        result
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let started = Instant::now();
+        let listed = tools::specs()
+            .into_iter()
+            .map(|spec| {
+                let rmcp_json = match spec.input_schema {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                };
+                rmcp::model::Tool::new(spec.name, spec.description, Arc::new(rmcp_json))
+            })
+            .collect();
+        let result = Ok(ListToolsResult::with_all_items(listed));
+        self.count_simple(&ctx, McpMethod::ToolsList, started, &result);
+        result
+    }
+
+    /// Accepted: the daemon logs through tracing on its own terms, so the level a client
+    /// asks for is acknowledged, not applied to the process.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        tracing::debug!(level = ?request.level, "client asked for a logging level");
+        let result = Ok(());
+        self.count_simple(&ctx, McpMethod::LoggingSetLevel, Instant::now(), &result);
+        result
+    }
+
+    /// Not offered: -32601 makes a newer client fall back to `initialize` at once.
+    async fn discover(&self, ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        let result = Err(method_not_found("server/discover"));
+        self.count_simple(&ctx, McpMethod::Other, Instant::now(), &result);
+        result
+    }
+
+    /// Methods rmcp could not route: unknown ones (-32601), or known ones whose params
+    /// did not parse (-32602).
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let method = request.method.as_str();
+        let result = if KNOWN_METHODS.contains(&method) {
+            Err(ErrorData::invalid_params(
+                format!("invalid params for {method}"),
+                None,
+            ))
+        } else {
+            Err(method_not_found(method))
+        };
+        self.count_simple(&ctx, McpMethod::Other, Instant::now(), &result);
+        result
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let correlation = correlation::from_request(&ctx.meta, headers(&ctx));
+        let tool = tools::tool_label(&request.name);
+        let span =
+            tracing::info_span!("tools/call", correlation_id = %correlation, tool = %request.name);
+        let outcome = async {
+            let work = self.core.tools.call(
+                &request.name,
+                request.arguments.as_ref(),
+                &correlation,
+                &ctx.ct,
+            );
+            match ctx.meta.get_progress_token() {
+                Some(token) => {
+                    with_progress(work, &ctx.peer, token, self.core.progress_every).await
+                }
+                None => work.await,
+            }
+        }
+        .instrument(span)
+        .await;
+        let (status, response) = match outcome {
+            Err(invalid) => (RequestStatus::Error, Err(invalid_params(invalid))),
+            Ok(output) => {
+                let status = if ctx.ct.is_cancelled() {
+                    RequestStatus::Cancelled
+                } else if output.is_error {
+                    RequestStatus::ToolError
+                } else {
+                    RequestStatus::Success
+                };
+                let mut meta = output.meta;
+                meta.insert("correlation_id".into(), correlation.as_str().into());
+                let content = vec![ContentBlock::text(output.text)];
+                let result = if output.is_error {
+                    CallToolResult::error(content)
+                } else {
+                    CallToolResult::success(content)
+                };
+                (status, Ok(result.with_meta(Some(MetaObject(meta))).into()))
+            }
+        };
+        self.count(
+            &ctx,
+            McpMethod::ToolsCall,
+            tool,
+            status,
+            started,
+            &correlation,
+        );
+        response
+    }
+}
+
+fn method_not_found(method: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("method not found: {method}"),
+        None,
+    )
+}
+
+fn invalid_params(e: InvalidParams) -> ErrorData {
+    ErrorData::invalid_params(e.to_string(), None)
+}
+
+/// Runs `work`, sending `notifications/progress` with the client's token (its JSON type
+/// kept) right away and then every `every`, until it finishes.
+async fn with_progress<T>(
+    work: impl Future<Output = T>,
+    peer: &Peer<RoleServer>,
+    token: ProgressToken,
+    every: Duration,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut sent = 0u32;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                sent += 1;
+                let note = ProgressNotificationParam::new(token.clone(), f64::from(sent))
+                    .with_message(format!("working: {} s elapsed", started.elapsed().as_secs()));
+                // A client that went away cannot be told; the work goes on until cancelled.
+                let _ = peer.notify_progress(note).await;
+            }
+        }
+    }
+}

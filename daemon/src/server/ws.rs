@@ -1,0 +1,387 @@
+//! WebSocket MCP: one JSON-RPC message per text frame, the `mcp` subprotocol selected when
+//! offered. rmcp has no WebSocket transport, so this adapter is hand-rolled: it decides
+//! what bad frames get (-32700, -32600, close codes), caps requests in flight per
+//! connection, and counts every message. Valid messages go to rmcp over channels.
+
+use super::{text, Body, Server};
+use crate::mcp::McpHandler;
+use crate::security;
+use exai_proto::{
+    ConnectionPhase, CorrelationId, Direction, EventKind, RefusalReason, SampleClass, Transport,
+};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
+use rmcp::ServiceExt;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::PollSender;
+use tracing::{debug, info};
+
+const NO_CORRELATION: CorrelationId = CorrelationId::empty();
+
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn offers_mcp<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "mcp")
+}
+
+/// Checks the upgrade request, answers 101, and runs the session on the upgraded socket.
+pub fn upgrade(server: Arc<Server>, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let refusal = security::check_origin(req.headers())
+        .map_err(|_| {
+            (
+                403,
+                RefusalReason::ForbiddenOrigin,
+                "forbidden: origin not allowed\n",
+            )
+        })
+        .and_then(|()| {
+            security::authorize(
+                server.config.token.as_ref(),
+                req.headers(),
+                req.uri().query(),
+            )
+            .map_err(|_| {
+                (
+                    401,
+                    RefusalReason::Unauthorized,
+                    "unauthorized: send Authorization: Bearer <EXAI_WS_TOKEN> or ?token=\n",
+                )
+            })
+        });
+    if let Err((status, reason, body)) = refusal {
+        server.connection_event(Transport::WebSocket, ConnectionPhase::Refused, reason);
+        return text(status, body);
+    }
+    let key = req
+        .headers()
+        .get(SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()));
+    let version_ok = req
+        .headers()
+        .get(SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (Some(accept), true) = (key, version_ok) else {
+        server.connection_event(
+            Transport::WebSocket,
+            ConnectionPhase::Refused,
+            RefusalReason::BadRequest,
+        );
+        return text(
+            400,
+            "bad WebSocket upgrade: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required\n",
+        );
+    };
+    let mut response = Response::builder()
+        .status(101)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "Upgrade")
+        .header(SEC_WEBSOCKET_ACCEPT, accept);
+    if offers_mcp(&req) {
+        response = response.header(SEC_WEBSOCKET_PROTOCOL, "mcp");
+    }
+    let upgrading = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgrading.await {
+            Ok(upgraded) => {
+                let limit = server.config.max_frame_bytes;
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(limit))
+                    .max_frame_size(Some(limit));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                run_session(server, ws).await;
+            }
+            Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    response
+        .body(Empty::new().boxed())
+        .unwrap_or_else(|_| text(500, "cannot build the upgrade response\n"))
+}
+
+/// Counts an open session for as long as it lives.
+struct OpenSession<'a>(&'a Server);
+
+impl<'a> OpenSession<'a> {
+    fn new(server: &'a Server) -> Self {
+        server
+            .emitter
+            .totals()
+            .open_connections
+            .fetch_add(1, Relaxed);
+        server.connection_event(
+            Transport::WebSocket,
+            ConnectionPhase::Opened,
+            RefusalReason::None,
+        );
+        Self(server)
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.0
+            .emitter
+            .totals()
+            .open_connections
+            .fetch_sub(1, Relaxed);
+        self.0.connection_event(
+            Transport::WebSocket,
+            ConnectionPhase::Closed,
+            RefusalReason::None,
+        );
+    }
+}
+
+/// What the writer sends: a message from rmcp or the adapter, or a close.
+enum Outbound {
+    Message(Box<ServerJsonRpcMessage>),
+    Close(CloseCode, &'static str),
+}
+
+type Upgraded = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn run_session(server: Arc<Server>, ws: Upgraded) {
+    let _open = OpenSession::new(&server);
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let in_flight: Arc<Mutex<HashSet<RequestId>>> = Arc::default();
+
+    // rmcp's side: a sink it writes to and a stream it reads from.
+    let (from_rmcp_tx, mut from_rmcp_rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
+    let (to_rmcp_tx, mut to_rmcp_rx) = mpsc::channel::<ClientJsonRpcMessage>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
+
+    // Single writer: rmcp's messages and the adapter's own answers, in order.
+    let writer = {
+        let server = server.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    m = from_rmcp_rx.recv() => m.map(|m| Outbound::Message(Box::new(m))),
+                    m = out_rx.recv() => m,
+                };
+                match next {
+                    Some(Outbound::Message(message)) => {
+                        if let ServerJsonRpcMessage::Response(r) = message.as_ref() {
+                            in_flight
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&r.id);
+                        } else if let ServerJsonRpcMessage::Error(e) = message.as_ref() {
+                            if let Some(id) = &e.id {
+                                in_flight
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .remove(id);
+                            }
+                        }
+                        let Ok(json) = serde_json::to_string(&message) else {
+                            continue;
+                        };
+                        count_message(&server, Direction::Outbound, json.len());
+                        if ws_tx.send(Message::text(json)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Outbound::Close(code, reason)) => {
+                        let _ = ws_tx
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let _ = ws_tx.close().await;
+        })
+    };
+
+    // Reader: checks each frame before rmcp sees it.
+    let reader = {
+        let server = server.clone();
+        let in_flight = in_flight.clone();
+        let out_tx = out_tx.clone();
+        tokio::spawn(async move {
+            let max_in_flight = server.config.max_inflight_per_connection;
+            while let Some(frame) = ws_rx.next().await {
+                let text = match frame {
+                    Ok(Message::Text(text)) => text,
+                    Ok(Message::Binary(_)) => {
+                        let _ = out_tx
+                            .send(Outbound::Close(
+                                CloseCode::Unsupported,
+                                "binary frames are not supported: send JSON-RPC as text",
+                            ))
+                            .await;
+                        break;
+                    }
+                    Ok(Message::Close(_)) => break,
+                    Ok(_) => continue,
+                    Err(WsError::Capacity(_)) => {
+                        let _ = out_tx
+                            .send(Outbound::Close(
+                                CloseCode::Size,
+                                "message too big (EXAI_WS_MAX_FRAME_BYTES)",
+                            ))
+                            .await;
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "WebSocket read failed");
+                        break;
+                    }
+                };
+                count_message(&server, Direction::Inbound, text.len());
+                match check_frame(text.as_str()) {
+                    Err(error) => {
+                        let _ = out_tx.send(Outbound::Message(error)).await;
+                    }
+                    Ok(message) => {
+                        if let ClientJsonRpcMessage::Request(r) = &message {
+                            let admitted = {
+                                let mut ids = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                                let room = ids.len() < max_in_flight;
+                                if room {
+                                    ids.insert(r.id.clone());
+                                }
+                                room
+                            };
+                            if !admitted {
+                                let error = ErrorData::new(
+                                    ErrorCode(-32000),
+                                    format!("too many requests in flight on this connection (at most {max_in_flight}: EXAI_WS_MAX_INFLIGHT_PER_CONNECTION); wait for an answer"),
+                                    None,
+                                );
+                                let _ = out_tx
+                                    .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
+                                        error,
+                                        Some(r.id.clone()),
+                                    ))))
+                                    .await;
+                                continue;
+                            }
+                        }
+                        if let Some(cancelled) = cancelled_request(&message) {
+                            in_flight
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&cancelled);
+                        }
+                        if to_rmcp_tx.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Dropping `to_rmcp_tx` ends rmcp's stream: the service quits and cancels
+            // whatever is still running for this client.
+        })
+    };
+
+    let inbound = futures_util::stream::poll_fn(move |cx| to_rmcp_rx.poll_recv(cx));
+    let sink = PollSender::new(from_rmcp_tx);
+    match McpHandler::new(server.core.clone())
+        .serve((sink, Box::pin(inbound)))
+        .await
+    {
+        Ok(running) => {
+            let _ = running.waiting().await;
+        }
+        Err(e) => {
+            info!(error = %e, "MCP session ended before initialize");
+            let _ = out_tx
+                .send(Outbound::Close(
+                    CloseCode::Policy,
+                    "the first request must be initialize",
+                ))
+                .await;
+        }
+    }
+    drop(out_tx);
+    reader.abort();
+    let _ = writer.await;
+}
+
+/// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
+fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
+    let reply =
+        |error: ErrorData, id: Option<RequestId>| Box::new(ServerJsonRpcMessage::error(error, id));
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        reply(
+            ErrorData::parse_error(format!("Parse error: {e}"), None),
+            None,
+        )
+    })?;
+    let id = value
+        .get("id")
+        .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
+    if value.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(reply(
+            ErrorData::invalid_request("Invalid Request: \"jsonrpc\" must be \"2.0\"", None),
+            id,
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        reply(
+            ErrorData::invalid_request(format!("Invalid Request: {e}"), None),
+            id,
+        )
+    })
+}
+
+fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    let ClientJsonRpcMessage::Notification(n) = message else {
+        return None;
+    };
+    let value = serde_json::to_value(&n.notification).ok()?;
+    if value.get("method")?.as_str()? != "notifications/cancelled" {
+        return None;
+    }
+    serde_json::from_value(value.get("params")?.get("requestId")?.clone()).ok()
+}
+
+fn count_message(server: &Server, direction: Direction, bytes: usize) {
+    server.emitter.totals().ws_message(direction, bytes);
+    server
+        .emitter
+        .record(SampleClass::WsMessages, &NO_CORRELATION, || {
+            EventKind::WsMessage {
+                direction,
+                bytes: bytes.min(u32::MAX as usize) as u32,
+            }
+        });
+}
