@@ -1,0 +1,110 @@
+//! Turns a reply into an HTTP response: whole JSON or server-sent events, honest or
+//! broken the way an injected fault asks.
+
+use super::body::{full, Body, Script, Tail};
+use super::fault::FaultKind;
+use super::reply::Reply;
+use super::wire::{self, Delta, ReplyMeta, Usage};
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Response;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How the reply goes out; faults that answer with an error status never get here.
+pub struct Answer {
+    pub meta: ReplyMeta,
+    pub reply: Reply,
+    pub usage: Usage,
+    /// One of `StallStream`, `Cut`, `Malformed`, or `None` for an honest answer.
+    pub fault: Option<FaultKind>,
+    /// Pause between streamed chunks.
+    pub pace: Option<Duration>,
+}
+
+/// The body a client gets for `[fault:malformed]` on a stream.
+const MALFORMED_EVENT: &[u8] = b"data: {\"choices\": [\n\n";
+const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
+
+impl Answer {
+    pub fn whole(self, stop: CancellationToken) -> Response<Body> {
+        let json = Bytes::from(wire::completion(&self.meta, &self.reply.text, self.usage));
+        // A strict prefix of a JSON object never parses.
+        let half = json.slice(..json.len() / 2);
+        let (body, declared_len) = match self.fault {
+            Some(FaultKind::Malformed) => (full(half), None),
+            Some(FaultKind::Cut) => (script(vec![half], None, Tail::Cut, stop), Some(json.len())),
+            Some(FaultKind::StallStream) => {
+                (script(vec![], None, Tail::Stall, stop), Some(json.len()))
+            }
+            _ => (full(json), None),
+        };
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(len) = declared_len {
+            // Promises the whole body, which never comes.
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        response
+    }
+
+    pub fn stream(self, stop: CancellationToken) -> Response<Body> {
+        let (events, tail) = match self.fault {
+            Some(FaultKind::Malformed) => (
+                vec![
+                    Bytes::from_static(MALFORMED_EVENT),
+                    Bytes::from_static(DONE_EVENT),
+                ],
+                Tail::Finish,
+            ),
+            Some(FaultKind::StallStream) => {
+                let mut events = self.events();
+                events.truncate(1);
+                (events, Tail::Stall)
+            }
+            Some(FaultKind::Cut) => {
+                let mut events = self.events();
+                events.truncate((self.reply.token_count() / 2).max(1));
+                (events, Tail::Cut)
+            }
+            _ => (self.events(), Tail::Finish),
+        };
+        let mut response = Response::new(script(events, self.pace, tail, stop));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+
+    /// One event per token, the closing chunk with usage, then `[DONE]`.
+    fn events(&self) -> Vec<Bytes> {
+        let mut events = Vec::with_capacity(self.reply.token_count() + 2);
+        for (i, token) in self.reply.tokens().enumerate() {
+            let delta = Delta {
+                role: (i == 0).then_some("assistant"),
+                content: Some(token),
+            };
+            events.push(sse(wire::chunk(&self.meta, delta, None)));
+        }
+        events.push(sse(wire::chunk(
+            &self.meta,
+            Delta::default(),
+            Some(self.usage),
+        )));
+        events.push(Bytes::from_static(DONE_EVENT));
+        events
+    }
+}
+
+fn sse(json: Vec<u8>) -> Bytes {
+    let mut event = Vec::with_capacity(json.len() + 8);
+    event.extend_from_slice(b"data: ");
+    event.extend_from_slice(&json);
+    event.extend_from_slice(b"\n\n");
+    event.into()
+}
+
+fn script(events: Vec<Bytes>, pace: Option<Duration>, tail: Tail, stop: CancellationToken) -> Body {
+    Script { events, pace, tail }.into_body(stop)
+}
