@@ -20,6 +20,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 
+# The official MCP Python SDK drives the daemon in the end-to-end tests.
+venv=tests/.venv
+if ! "$venv/bin/python" -c 'import mcp, websockets' >/dev/null 2>&1; then
+    log "creating $venv with the MCP Python SDK"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        sudo_cmd=""
+        [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-venv
+        python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+fi
+
 log "format"
 cargo fmt --all --check
 

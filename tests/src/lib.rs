@@ -1,6 +1,8 @@
 //! Shared harness for the end-to-end tests: start the real binaries, read their logs,
 //! scrape their metrics, and wait for what a user would observe.
 
+pub mod fake_llm;
+pub mod mcp;
 pub mod metrics;
 pub mod process;
 

@@ -173,10 +173,11 @@ impl Agent {
     }
 }
 
-/// A running daemon pointed at `socket`.
+/// A running daemon pointed at `socket`, serving MCP on a free port.
 pub struct Daemon {
     pub proc: Proc,
     pub instance_id: String,
+    pub mcp_port: u16,
 }
 
 impl Daemon {
@@ -185,14 +186,78 @@ impl Daemon {
     }
 
     pub fn start_with(socket: &Path, env: &[(&str, String)]) -> Self {
-        let mut all = vec![("EXAI_EVENTS_SOCKET", socket.display().to_string())];
+        let mut all = vec![
+            ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
+            ("EXAI_WS_PORT", "0".to_string()),
+        ];
         all.extend(env.iter().cloned());
         let proc = Proc::spawn("exai-daemon", &[], &all);
         let line = proc.wait_for_log("exai-daemon starting");
         let instance_id =
             field(&line, "instance").unwrap_or_else(|| panic!("no instance in {line:?}"));
-        Self { proc, instance_id }
+        let line = proc.wait_for_log("MCP listening");
+        let mcp_port = field(&line, "addr")
+            .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()))
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Self {
+            proc,
+            instance_id,
+            mcp_port,
+        }
     }
+
+    /// A daemon whose Kimi and GLM both point at the fake provider on `llm_port`.
+    pub fn with_llm(socket: &Path, llm_port: u16, env: &[(&str, String)]) -> Self {
+        let mut all = vec![
+            ("GLM_API_KEY", "test-glm-key".to_string()),
+            (
+                "GLM_API_URL",
+                format!("http://127.0.0.1:{llm_port}/api/paas/v4"),
+            ),
+            ("KIMI_API_KEY", "test-kimi-key".to_string()),
+            ("KIMI_API_URL", format!("http://127.0.0.1:{llm_port}/v1")),
+        ];
+        all.extend(env.iter().cloned());
+        Self::start_with(socket, &all)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/mcp", self.mcp_port)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.mcp_port)
+    }
+}
+
+/// Runs a scenario of `tests/py/mcp_client.py` with the official MCP Python SDK and
+/// returns the JSON objects it printed, by `step`.
+pub fn python_sdk(args: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: tests/run.sh creates it (python3 -m venv tests/.venv; pip install -r tests/py/requirements.txt)",
+        python.display()
+    );
+    let out = Command::new(python)
+        .arg("-W")
+        .arg("ignore::DeprecationWarning")
+        .arg(root.join("py/mcp_client.py"))
+        .args(args)
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| (v["step"].as_str().unwrap_or_default().to_string(), v))
+        .collect()
 }
 
 /// The value of `key=value` in a log line.

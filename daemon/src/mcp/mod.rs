@@ -274,6 +274,39 @@ impl ServerHandler for McpHandler {
     }
 }
 
+/// Answers `server/discover` before rmcp sees it. rmcp 3.11 implements the 2026 draft's
+/// discovery and validates its `_meta` first (-32602); this server speaks up to
+/// 2025-11-25, and -32601 is what makes a newer client fall back to `initialize` at once.
+pub fn answer_before_dispatch(
+    message: &serde_json::Value,
+) -> Option<rmcp::model::ServerJsonRpcMessage> {
+    if message.get("method")?.as_str()? != "server/discover" {
+        return None;
+    }
+    let id = serde_json::from_value(message.get("id")?.clone()).ok()?;
+    Some(rmcp::model::ServerJsonRpcMessage::error(
+        method_not_found("server/discover"),
+        Some(id),
+    ))
+}
+
+/// Counts a request answered by the transport itself, before rmcp.
+pub fn count_early(emitter: &EventEmitter, transport: Transport) {
+    emitter.totals().request(
+        transport,
+        McpMethod::Other,
+        Tool::None,
+        RequestStatus::Error,
+    );
+    emitter.record_uncorrelated(SampleClass::Requests, || EventKind::McpRequest {
+        transport,
+        method: McpMethod::Other,
+        tool: Tool::None,
+        status: RequestStatus::Error,
+        duration_us: 0,
+    });
+}
+
 fn method_not_found(method: &str) -> ErrorData {
     ErrorData::new(
         ErrorCode::METHOD_NOT_FOUND,

@@ -3,8 +3,9 @@
 
 use super::{text, Body, Server};
 use crate::security::{self, Refusal};
+use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response};
 
 pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Response<Body> {
@@ -38,7 +39,38 @@ pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Res
         server.connection_event(Transport::Http, ConnectionPhase::Refused, reason);
         return text(status, body);
     }
-    let response = server.http_mcp.handle(req).await;
-    let (parts, body) = response.into_parts();
+    let deleting = req.method() == hyper::Method::DELETE;
+    let response = if req.method() == hyper::Method::POST {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, server.config.max_frame_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"),
+        };
+        let early = serde_json::from_slice(&body).ok();
+        if let Some(answer) = early.as_ref().and_then(crate::mcp::answer_before_dispatch) {
+            crate::mcp::count_early(&server.emitter, Transport::Http);
+            let json = serde_json::to_vec(&answer).unwrap_or_default();
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(json)).boxed())
+                .unwrap_or_else(|_| text(500, "cannot build the response\n"));
+        }
+        server
+            .http_mcp
+            .handle(Request::from_parts(parts, Full::new(body)))
+            .await
+    } else {
+        server.http_mcp.handle(req).await
+    };
+    let (mut parts, body) = response.into_parts();
+    // rmcp accepts a session's DELETE with 202; clients (the Python SDK among them)
+    // expect 200 or 204 for a session that is gone.
+    if deleting && parts.status == hyper::StatusCode::ACCEPTED {
+        parts.status = hyper::StatusCode::NO_CONTENT;
+    }
     Response::from_parts(parts, body.boxed())
 }

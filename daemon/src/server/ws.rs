@@ -268,6 +268,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                 count_message(&server, Direction::Inbound, text.len());
                 match check_frame(text.as_str()) {
                     Err(error) => {
+                        crate::mcp::count_early(&server.emitter, Transport::WebSocket);
                         let _ = out_tx.send(Outbound::Message(error)).await;
                     }
                     Ok(message) => {
@@ -346,6 +347,9 @@ fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMess
             None,
         )
     })?;
+    if let Some(answer) = crate::mcp::answer_before_dispatch(&value) {
+        return Err(Box::new(answer));
+    }
     let id = value
         .get("id")
         .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());

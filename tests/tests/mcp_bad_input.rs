@@ -1,0 +1,251 @@
+//! Bad input gets a clear answer — a JSON-RPC error, a close code or an HTTP status —
+//! and the daemon keeps serving everyone.
+
+use exai_tests::mcp::{self, result_text, Ended};
+use exai_tests::Daemon;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+const TOKEN: &str = "0123456789abcdef-test-token";
+
+fn daemon(dir: &tempfile::TempDir) -> Daemon {
+    Daemon::start_with(
+        &dir.path().join("events.sock"),
+        &[
+            ("EXAI_WS_TOKEN", TOKEN.into()),
+            ("EXAI_WS_MAX_FRAME_BYTES", "65536".into()),
+        ],
+    )
+}
+
+fn authed(daemon: &Daemon) -> mcp::RawWs {
+    mcp::connect(
+        &daemon.ws_url(),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .expect("authorised upgrade")
+}
+
+/// A raw HTTP request; returns the status code.
+fn http_status(port: u16, request: &str) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).unwrap();
+    String::from_utf8_lossy(&head[..n])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn tokens_and_origins_are_checked_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(&dir);
+    assert_eq!(
+        mcp::connect(&daemon.ws_url(), &[]).err(),
+        Some(401),
+        "no token"
+    );
+    assert_eq!(
+        mcp::connect(
+            &daemon.ws_url(),
+            &[("authorization", "Bearer 0123456789abcdef-wrong")]
+        )
+        .err(),
+        Some(401)
+    );
+    let url = format!("{}?token={TOKEN}", daemon.ws_url());
+    assert!(mcp::connect(&url, &[]).is_ok(), "?token= is accepted");
+    let origin = [
+        ("authorization", &*format!("Bearer {TOKEN}")),
+        ("origin", "https://evil.example"),
+    ];
+    assert_eq!(
+        mcp::connect(&daemon.ws_url(), &origin).err(),
+        Some(403),
+        "foreign Origin"
+    );
+    let loopback = [
+        ("authorization", &*format!("Bearer {TOKEN}")),
+        ("origin", "http://localhost:3000"),
+    ];
+    assert!(
+        mcp::connect(&daemon.ws_url(), &loopback).is_ok(),
+        "loopback Origin"
+    );
+
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let post = |host: &str, extra: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    assert_eq!(
+        http_status(daemon.mcp_port, &post("evil.example", &bearer)),
+        403,
+        "foreign Host"
+    );
+    assert_eq!(
+        http_status(
+            daemon.mcp_port,
+            &post(
+                "127.0.0.1",
+                &format!("{bearer}Origin: https://evil.example\r\n")
+            )
+        ),
+        403
+    );
+    assert_eq!(
+        http_status(daemon.mcp_port, &post("127.0.0.1", "")),
+        401,
+        "no token over HTTP"
+    );
+    assert_eq!(
+        http_status(
+            daemon.mcp_port,
+            &post("127.0.0.1", "Authorization: Bearer nope\r\n")
+        ),
+        401
+    );
+
+    // The token never reaches the log.
+    assert!(daemon.proc.log().iter().all(|l| !l.contains(TOKEN)));
+}
+
+#[test]
+fn malformed_json_rpc_gets_the_right_error_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(&dir);
+    let mut ws = authed(&daemon);
+    ws.initialize("2025-11-25");
+
+    ws.send_text("{not json");
+    let reply = ws.recv().unwrap();
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    assert_eq!(reply["id"], json!(null));
+
+    ws.send_text(r#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#);
+    let reply = ws.recv().unwrap();
+    assert_eq!(
+        (reply["error"]["code"].clone(), reply["id"].clone()),
+        (json!(-32600), json!(7)),
+        "{reply}"
+    );
+
+    let reply = ws.call_tool("no-such-tool", json!({}));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(reply["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown tool \"no-such-tool\""));
+
+    let reply = ws.call_tool("chat", json!({"temperature": 1}));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prompt is required"),
+        "{reply}"
+    );
+
+    for method in ["server/discover", "resources/frobnicate"] {
+        let reply = ws.request(method, json!({}));
+        assert_eq!(reply["error"]["code"], -32601, "{method}: {reply}");
+    }
+
+    // After all that, the same session still answers.
+    let reply = ws.call_tool("version", json!({}));
+    assert!(result_text(&reply).starts_with("exai "), "{reply}");
+    assert_eq!(ws.request("ping", json!({}))["result"], json!({}));
+}
+
+#[test]
+fn binary_and_oversized_frames_close_with_their_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(&dir);
+
+    let mut ws = authed(&daemon);
+    ws.initialize("2025-11-25");
+    ws.send_binary(b"\x00\x01binary");
+    assert!(
+        matches!(ws.recv(), Err(Ended::Close(Some((1003, _))))),
+        "binary frame"
+    );
+
+    let mut ws = authed(&daemon);
+    ws.initialize("2025-11-25");
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(70_000)
+    );
+    ws.send_text(&huge);
+    assert!(
+        matches!(ws.recv(), Err(Ended::Close(Some((1009, _))))),
+        "oversized frame"
+    );
+
+    // The daemon is unharmed: a new session works.
+    let mut ws = authed(&daemon);
+    ws.initialize("2025-11-25");
+    assert!(result_text(&ws.call_tool("version", json!({}))).starts_with("exai "));
+}
+
+#[test]
+fn initialize_negotiates_every_supported_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(&dir);
+    for (asked, answered) in [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2099-01-01", "2025-11-25"),
+    ] {
+        let mut ws = authed(&daemon);
+        assert_eq!(
+            ws.request("ping", json!({}))["result"],
+            json!({}),
+            "ping before initialize"
+        );
+        let init = ws.initialize(asked);
+        assert_eq!(init["result"]["protocolVersion"], answered, "asked {asked}");
+        assert_eq!(init["result"]["serverInfo"]["name"], "exai");
+    }
+}
+
+#[test]
+fn too_many_requests_in_flight_on_one_connection_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = exai_tests::fake_llm::FakeLlmProc::start(&[]);
+    let daemon = Daemon::with_llm(
+        &dir.path().join("events.sock"),
+        llm.port,
+        &[("EXAI_WS_MAX_INFLIGHT_PER_CONNECTION", "2".into())],
+    );
+    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    ws.initialize("2025-11-25");
+    for id in [100, 101, 102] {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "chat", "arguments": {"prompt": "slow [latency:1500]"}}});
+        ws.send_text(&call.to_string());
+    }
+    let first = ws.recv().unwrap();
+    assert_eq!(first["id"], 102, "the third is refused at once: {first}");
+    assert_eq!(first["error"]["code"], -32000);
+    assert!(first["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("EXAI_WS_MAX_INFLIGHT_PER_CONNECTION"));
+    let mut answered: Vec<u64> = (0..2)
+        .map(|_| ws.recv().unwrap()["id"].as_u64().unwrap())
+        .collect();
+    answered.sort();
+    assert_eq!(answered, [100, 101]);
+}

@@ -1,0 +1,159 @@
+//! The daemon driven by the official MCP Python SDK (mcp[ws]==1.30.0) over WebSocket,
+//! Streamable HTTP, and stdio through `exai-daemon bridge`.
+
+use exai_tests::fake_llm::FakeLlmProc;
+use exai_tests::mcp;
+use exai_tests::metrics::http_get;
+use exai_tests::process::{bin_path, python_sdk};
+use exai_tests::Daemon;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn daemon(dir: &tempfile::TempDir, llm: &FakeLlmProc) -> Daemon {
+    // Frequent progress so that a 1.2 s model call reports several times.
+    Daemon::with_llm(
+        &dir.path().join("events.sock"),
+        llm.port,
+        &[("EXAI_PROGRESS_INTERVAL_MS", "200".into())],
+    )
+}
+
+/// What the fake provider received, oldest first.
+fn received(llm: &FakeLlmProc) -> Vec<Value> {
+    let (status, body) = http_get(llm.port, "/_requests").expect("fake-llm answers");
+    assert_eq!(status, 200);
+    serde_json::from_str::<Value>(&body)
+        .expect("JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn assert_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
+    assert_eq!(steps["initialize"]["protocol"], "2025-11-25");
+    assert_eq!(steps["initialize"]["server"], "exai");
+    assert_eq!(
+        steps["tools"]["names"],
+        json!(["chat", "listmodels", "status", "version"])
+    );
+    assert_eq!(steps["tools"]["schema_types"], json!(["object"]));
+
+    let chat = &steps["chat"];
+    assert_eq!(chat["is_error"], false);
+    assert_eq!(chat["text"], "echo: hello from the sdk");
+    assert_eq!(
+        chat["meta"]["correlation_id"], TRACE_ID,
+        "the traceparent's trace id comes back in _meta"
+    );
+    assert_eq!(chat["meta"]["model"], "glm-4.5-flash");
+    let progress: Vec<f64> = chat["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "progress notifications while the model ran: {progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "progress increases: {progress:?}"
+    );
+
+    let next = &steps["continue"];
+    assert_eq!(
+        next["meta"]["continuation_id"],
+        chat["meta"]["continuation_id"]
+    );
+    assert_eq!(next["meta"]["history_turns"], 1);
+    assert_eq!(steps["ping"]["ok"], true);
+    assert_eq!(steps["set_level"]["ok"], true);
+
+    // The provider saw the correlation id, and the earlier turn on continuation.
+    let requests = received(llm);
+    let first = requests
+        .iter()
+        .find(|r| r["x_request_id"] == TRACE_ID || r["headers"]["x-request-id"] == TRACE_ID)
+        .unwrap_or_else(|| {
+            panic!("no provider request carried X-Request-ID {TRACE_ID}: {requests:?}")
+        });
+    assert_eq!(first["body"]["model"], "glm-4.5-flash");
+    let last = requests.last().unwrap();
+    let contents: Vec<&str> = last["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "hello from the sdk [latency:1200]",
+            "echo: hello from the sdk",
+            "and again"
+        ]
+    );
+}
+
+#[test]
+fn the_python_sdk_works_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let steps = python_sdk(&["ws", &daemon.ws_url()]);
+    assert_conversation(&steps, &llm);
+}
+
+#[test]
+fn the_python_sdk_works_over_streamable_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let steps = python_sdk(&["http", &daemon.http_url()]);
+    assert_conversation(&steps, &llm);
+}
+
+#[test]
+fn the_python_sdk_works_through_the_stdio_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let exe = bin_path("exai-daemon");
+    let steps = python_sdk(&["bridge", &daemon.ws_url(), exe.to_str().unwrap()]);
+    assert_conversation(&steps, &llm);
+}
+
+#[test]
+fn cancellation_aborts_the_model_call_and_sends_no_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    // The model would take 30 s; the client cancels after the first progress note and
+    // waits 3 s for an answer that must not come.
+    let steps = python_sdk(&["cancel", &daemon.ws_url()]);
+    assert_eq!(steps["cancel"]["answered"], false, "{:?}", steps["cancel"]);
+    // Were the upstream call still running, it would hold its place for 30 s.
+    assert_eq!(steps["status"]["meta"]["in_flight"], 0);
+}
+
+#[test]
+fn the_mcp_subprotocol_is_echoed_in_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("events.sock"));
+    for path in ["/", "/mcp"] {
+        let url = format!("ws://127.0.0.1:{}{path}", daemon.mcp_port);
+        let mut ws = mcp::connect(&url, &[]).expect("upgrade accepted");
+        assert_eq!(
+            ws.handshake
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap()),
+            Some("mcp")
+        );
+        let init = ws.initialize("2025-06-18");
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    }
+}
