@@ -136,7 +136,7 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
         }
         let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
-        let store = Arc::new(MemoryStore::new(config.conversations.ttl, 100_000));
+        let store = Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS));
         let chat = Arc::new(ChatService::new(
             providers,
             limits,
@@ -166,6 +166,9 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
+const MEMORY_STORE_MAX_THREADS: usize = 20_000;
 
 /// How often a running tool call reports progress (default 2 s; the contract is at most 5 s).
 fn progress_interval_ms() -> u64 {

@@ -61,21 +61,32 @@ impl ConversationStore for MemoryStore {
             let now = Instant::now();
             let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
             if threads.len() >= self.max_threads && !threads.contains_key(id) {
-                threads.retain(|_, (_, expires)| *expires > now);
-                if threads.len() >= self.max_threads {
-                    let soonest = threads
-                        .iter()
-                        .min_by_key(|(_, (_, e))| *e)
-                        .map(|(k, _)| k.clone());
-                    if let Some(k) = soonest {
-                        threads.remove(&k);
-                    }
-                }
+                evict(&mut threads, now, self.max_threads);
             }
             threads.insert(id.to_string(), (thread.clone(), now + self.ttl));
             Ok(())
         })
     }
+}
+
+/// Makes room in one pass: drops expired threads, then, if still full, the tenth closest
+/// to expiry. Evicting in batches keeps a full store's cost per save amortised, instead
+/// of a scan of every thread on every save.
+fn evict(threads: &mut HashMap<String, (Thread, Instant)>, now: Instant, max_threads: usize) {
+    threads.retain(|_, (_, expires)| *expires > now);
+    if threads.len() < max_threads {
+        return;
+    }
+    let batch = (max_threads / 10).max(1);
+    let mut expiries: Vec<Instant> = threads.values().map(|(_, e)| *e).collect();
+    let (_, cutoff, _) = expiries.select_nth_unstable(batch - 1);
+    let cutoff = *cutoff;
+    let mut removed = 0;
+    threads.retain(|_, (_, expires)| {
+        let keep = *expires > cutoff || removed >= batch;
+        removed += usize::from(!keep);
+        keep
+    });
 }
 
 #[cfg(test)]
@@ -107,6 +118,17 @@ mod tests {
             None,
             "the one closest to expiry was evicted"
         );
+        assert_eq!(store.load("c").await.unwrap(), Some(thread("c")));
+
+        // A full store evicts a tenth at a time, closest to expiry first.
+        let store = MemoryStore::new(Duration::from_secs(60), 100);
+        for i in 0..100 {
+            store.save(&format!("t{i}"), &thread("x")).await.unwrap();
+        }
+        store.save("new", &thread("x")).await.unwrap();
+        assert_eq!(store.len(), 91);
+        assert_eq!(store.load("t9").await.unwrap(), None);
+        assert!(store.load("t10").await.unwrap().is_some());
 
         let short = MemoryStore::new(Duration::ZERO, 10);
         short.save("x", &thread("x")).await.unwrap();
