@@ -158,7 +158,11 @@ impl ChatService {
                     Some(format!("{e}; answered without earlier turns")),
                 ),
             },
-            _ => (uuid::Uuid::new_v4().to_string(), Thread::default(), None),
+            _ => (
+                crate::mcp::correlation::fast_uuid().to_string(),
+                Thread::default(),
+                None,
+            ),
         };
 
         let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);

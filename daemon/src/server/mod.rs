@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -112,11 +112,14 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let server = self.clone();
             let cancel = cancel.clone();
+            // Shared with an upgraded WebSocket session, which outlives this connection's
+            // HTTP task: the place is freed when both are done.
+            let permit = Arc::new(permit);
             tracker.spawn(async move {
-                let _permit = permit;
                 let service = service_fn(move |req| {
                     let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.route(req).await) }
+                    let permit = permit.clone();
+                    async move { Ok::<_, Infallible>(server.route(req, permit).await) }
                 });
                 let conn = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -144,11 +147,15 @@ impl Server {
         }
     }
 
-    async fn route(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    async fn route(
+        self: Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+        permit: Arc<OwnedSemaphorePermit>,
+    ) -> Response<Body> {
         let path = req.uri().path();
         let is_mcp_path = path == "/mcp" || path == "/mcp/";
         if (path == "/" || is_mcp_path) && ws::is_upgrade(&req) {
-            return ws::upgrade(self, req);
+            return ws::upgrade(self, req, permit);
         }
         if is_mcp_path {
             return http::handle(&self, req).await;

@@ -51,7 +51,11 @@ fn offers_mcp<B>(req: &Request<B>) -> bool {
 }
 
 /// Checks the upgrade request, answers 101, and runs the session on the upgraded socket.
-pub fn upgrade(server: Arc<Server>, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub fn upgrade(
+    server: Arc<Server>,
+    mut req: Request<hyper::body::Incoming>,
+    permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
     let refusal = security::check_origin(req.headers())
         .map_err(|_| {
             (
@@ -107,10 +111,14 @@ pub fn upgrade(server: Arc<Server>, mut req: Request<hyper::body::Incoming>) -> 
     }
     let upgrading = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _permit = permit;
         match upgrading.await {
             Ok(upgraded) => {
                 let limit = server.config.max_frame_bytes;
+                // tungstenite zero-fills its read buffer up to this size on every read; the
+                // 128 KiB default made that memset the daemon's largest cost per message.
                 let config = WebSocketConfig::default()
+                    .read_buffer_size(8 * 1024)
                     .max_message_size(Some(limit))
                     .max_frame_size(Some(limit));
                 let ws = WebSocketStream::from_raw_socket(
@@ -177,8 +185,11 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
     let in_flight: Arc<Mutex<HashSet<RequestId>>> = Arc::default();
 
     // rmcp's side: a sink it writes to and a stream it reads from.
-    let (from_rmcp_tx, mut from_rmcp_rx) = mpsc::channel::<ServerJsonRpcMessage>(64);
-    let (to_rmcp_tx, mut to_rmcp_rx) = mpsc::channel::<ClientJsonRpcMessage>(64);
+    // Messages travel boxed: a channel allocates a block of 32 slots up front, and
+    // rmcp's message types are ~400 bytes, so inline slots cost ~12 KiB per channel per
+    // session — a tenth of the daemon's memory at 1,000 sessions.
+    let (from_rmcp_tx, mut from_rmcp_rx) = mpsc::channel::<Box<ServerJsonRpcMessage>>(64);
+    let (to_rmcp_tx, mut to_rmcp_rx) = mpsc::channel::<Box<ClientJsonRpcMessage>>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(64);
 
     // Single writer: rmcp's messages and the adapter's own answers, in order.
@@ -186,10 +197,20 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
         let server = server.clone();
         let in_flight = in_flight.clone();
         tokio::spawn(async move {
+            // The adapter's own messages first, and after rmcp's side has closed too:
+            // a close frame queued by the reader must still go out.
+            let mut rmcp_open = true;
             loop {
                 let next = tokio::select! {
-                    m = from_rmcp_rx.recv() => m.map(|m| Outbound::Message(Box::new(m))),
+                    biased;
                     m = out_rx.recv() => m,
+                    m = from_rmcp_rx.recv(), if rmcp_open => match m {
+                        Some(m) => Some(Outbound::Message(m)),
+                        None => {
+                            rmcp_open = false;
+                            continue;
+                        }
+                    },
                 };
                 match next {
                     Some(Outbound::Message(message)) => {
@@ -302,7 +323,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .remove(&cancelled);
                         }
-                        if to_rmcp_tx.send(message).await.is_err() {
+                        if to_rmcp_tx.send(Box::new(message)).await.is_err() {
                             break;
                         }
                     }
@@ -313,8 +334,14 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
         })
     };
 
-    let inbound = futures_util::stream::poll_fn(move |cx| to_rmcp_rx.poll_recv(cx));
-    let sink = PollSender::new(from_rmcp_tx);
+    let inbound =
+        futures_util::stream::poll_fn(move |cx| to_rmcp_rx.poll_recv(cx).map(|m| m.map(|m| *m)));
+    let sink = PollSender::new(from_rmcp_tx).with(|m: ServerJsonRpcMessage| {
+        std::future::ready(Ok::<
+            _,
+            tokio_util::sync::PollSendError<Box<ServerJsonRpcMessage>>,
+        >(Box::new(m)))
+    });
     match McpHandler::new(server.core.clone())
         .serve((sink, Box::pin(inbound)))
         .await
@@ -339,6 +366,15 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
 
 /// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
 fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
+    // The common case parses once. Only a frame that fails, or that names the one method
+    // answered here, is parsed again to say what is wrong with it.
+    static DISCOVER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("server/discover"));
+    if DISCOVER.find(text.as_bytes()).is_none() {
+        if let Ok(message) = serde_json::from_str::<ClientJsonRpcMessage>(text) {
+            return Ok(message);
+        }
+    }
     let reply =
         |error: ErrorData, id: Option<RequestId>| Box::new(ServerJsonRpcMessage::error(error, id));
     let value: Value = serde_json::from_str(text).map_err(|e| {
