@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
 # Starts exai-agent and exai-daemon side by side on loopback with embedded defaults:
-# no Redis, no keys, no configuration needed. Ctrl-C stops both.
+# no Redis, no configuration needed. Without KIMI_API_KEY / GLM_API_KEY it also starts
+# fake-llm (an OpenAI-compatible stand-in) and points both providers at it, so chat works
+# end to end without keys. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --bins --locked
-agent=""
-daemon=""
+bin=target/release
+pids=()
 stop() {
     trap - EXIT INT TERM
-    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null || true
-    [ -n "$agent" ] && kill "$agent" 2>/dev/null || true
+    kill "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap stop EXIT INT TERM
 
-target/release/exai-agent &
-agent=$!
-target/release/exai-daemon &
-daemon=$!
-echo "exai-agent (pid $agent) and exai-daemon (pid $daemon) running; metrics on http://127.0.0.1:${METRICS_PORT:-8000}/metrics; Ctrl-C stops both" >&2
-# Stop both as soon as either exits.
+if [ -z "${KIMI_API_KEY:-}${MOONSHOT_API_KEY:-}${GLM_API_KEY:-}${ZHIPUAI_API_KEY:-}" ]; then
+    fake_port=${FAKE_LLM_PORT:-8090}
+    "$bin/fake-llm" --port "$fake_port" &
+    pids+=($!)
+    export GLM_API_KEY=local-fake-llm GLM_API_URL="http://127.0.0.1:$fake_port/api/paas/v4"
+    export KIMI_API_KEY=local-fake-llm KIMI_API_URL="http://127.0.0.1:$fake_port/v1"
+    echo "no provider keys set: chat answers come from fake-llm on 127.0.0.1:$fake_port (it echoes the prompt)" >&2
+fi
+
+"$bin/exai-agent" &
+pids+=($!)
+"$bin/exai-daemon" &
+pids+=($!)
+cat >&2 <<INFO
+running: MCP on ws://127.0.0.1:${EXAI_WS_PORT:-8079}/mcp and http://127.0.0.1:${EXAI_WS_PORT:-8079}/mcp,
+metrics on http://127.0.0.1:${METRICS_PORT:-8000}/metrics; Ctrl-C stops everything
+INFO
+# Stop everything as soon as one of them exits.
 wait -n

@@ -249,3 +249,27 @@ fn too_many_requests_in_flight_on_one_connection_are_refused_with_a_reason() {
     answered.sort();
     assert_eq!(answered, [100, 101]);
 }
+
+#[test]
+fn connections_beyond_the_cap_get_503_and_the_rest_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        &dir.path().join("events.sock"),
+        &[("EXAI_WS_MAX_CONNECTIONS", "2".into())],
+    );
+    let mut first = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    let _second = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    let status = http_status(
+        daemon.mcp_port,
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert_eq!(status, 503, "a third connection is refused");
+    first.initialize("2025-11-25");
+    assert!(result_text(&first.call_tool("version", json!({}))).starts_with("exai "));
+    drop(first);
+    // A place frees up when a session ends.
+    let mut third = exai_tests::wait_for("a free connection slot", exai_tests::PATIENCE, || {
+        mcp::connect(&daemon.ws_url(), &[]).ok()
+    });
+    third.initialize("2025-11-25");
+}

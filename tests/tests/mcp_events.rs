@@ -1,0 +1,50 @@
+//! MCP traffic reaches the agent as events: requests, WebSocket messages and connections
+//! recorded by the daemon's request path arrive over the pipe.
+
+use exai_tests::mcp::{self, result_text};
+use exai_tests::{Agent, Daemon};
+use serde_json::json;
+
+#[test]
+fn tool_calls_reach_the_agent_as_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    // Keep every event, so the count is exact: per call, a request event and two messages.
+    let daemon = Daemon::start_with(
+        &socket,
+        &[
+            ("EXAI_SAMPLE_REQUESTS", "1".into()),
+            ("EXAI_SAMPLE_WS_MESSAGES", "1".into()),
+        ],
+    );
+    let instance = daemon.instance_id.clone();
+    agent.wait_metric(
+        "exai_pipe_daemon_connected",
+        &[("instance", &instance)],
+        |v| v == 1.0,
+    );
+    let before = agent.scrape().sum(
+        "exai_pipe_events_received_total",
+        &[("instance", &instance)],
+    );
+
+    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    ws.initialize("2025-11-25");
+    for _ in 0..20 {
+        assert!(result_text(&ws.call_tool("version", json!({}))).starts_with("exai "));
+    }
+    // initialize (request + 2 messages), initialized (1 message), 20 calls (3 each),
+    // and the connection opened: 65 events at least, heartbeats aside.
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", &instance)],
+        |v| v - before >= 65.0,
+    );
+    assert_eq!(
+        agent
+            .scrape()
+            .sum("exai_pipe_events_lost_total", &[("instance", &instance)]),
+        0.0
+    );
+}
