@@ -209,9 +209,14 @@ impl ChatService {
         let reply = match outcome {
             Ok(reply) => reply,
             Err(failure) if failure.error == crate::providers::CallError::Cancelled => {
-                return Err(ChatError::Cancelled)
+                tracing::info!(model = model.name, "model call cancelled by the client");
+                return Err(ChatError::Cancelled);
             }
-            Err(failure) => return Err(failure.into()),
+            Err(failure) => {
+                // Logged inside the request's span: the line carries its correlation id.
+                tracing::warn!(model = model.name, error = %failure, "model call failed");
+                return Err(failure.into());
+            }
         };
 
         thread.push(

@@ -273,3 +273,102 @@ fn connections_beyond_the_cap_get_503_and_the_rest_are_served() {
     });
     third.initialize("2025-11-25");
 }
+
+/// A raw HTTP exchange: status, headers (lower-cased names) and body.
+fn http_exchange(port: u16, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Every exchange here ends: Connection: close, and the SSE stream of a POSTed
+    // request closes after its answer.
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_string())
+}
+
+fn post(port: u16, session: Option<&str>, body: &str) -> (u16, String, String) {
+    let session = session
+        .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+        .unwrap_or_default();
+    http_exchange(
+        port,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn streamable_http_answers_202_404_and_405_as_the_protocol_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("events.sock"));
+    let port = daemon.mcp_port;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let (status, head, body) = post(port, None, init);
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        body.contains("\"protocolVersion\":\"2025-06-18\""),
+        "{body}"
+    );
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id:"))
+        .map(str::trim)
+        .expect("a session id")
+        .to_string();
+
+    let (status, _, _) = post(
+        port,
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(status, 202, "a notification is accepted with 202");
+    let (status, _, body) = post(
+        port,
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"version","arguments":{}}}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("exai 0."), "{body}");
+    let (status, _, _) = post(
+        port,
+        Some("no-such-session"),
+        r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+    );
+    assert_eq!(status, 404, "an unknown session");
+    let (status, _, _) = http_exchange(
+        port,
+        "PUT /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405);
+    let (status, _, body) = post(
+        port,
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":4,"method":"server/discover","params":{}}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("-32601"), "{body}");
+    let (status, _, _) = http_exchange(
+        port,
+        &format!("DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 204, "the session is ended");
+    let (status, _, _) = post(
+        port,
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#,
+    );
+    assert_eq!(status, 404, "an ended session is gone");
+}

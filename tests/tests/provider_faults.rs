@@ -112,6 +112,25 @@ fn stalls_broken_streams_and_garbage_fail_without_retrying_or_hanging() {
 }
 
 #[test]
+fn a_failed_call_is_logged_with_its_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let (daemon, mut ws) = setup(&dir, &llm);
+    let call = json!({"name": "chat", "arguments": {"prompt": "boom [fault:500]"},
+        "_meta": {"correlation_id": "incident-4711"}});
+    let response = ws.request("tools/call", call);
+    assert_eq!(response["result"]["isError"], true);
+    assert_eq!(
+        response["result"]["_meta"]["correlation_id"],
+        "incident-4711"
+    );
+    let line = daemon.proc.wait_for_log("model call failed");
+    assert!(line.contains("correlation_id=incident-4711"), "{line}");
+    assert!(line.contains("glm: server error (HTTP 500)"), "{line}");
+    assert!(line.contains("WARN"), "{line}");
+}
+
+#[test]
 fn a_wrong_key_is_reported_clearly_and_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let llm = FakeLlmProc::start(&["--key", "the-right-key"]);

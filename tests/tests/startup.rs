@@ -82,6 +82,33 @@ fn a_taken_port_exits_non_zero_naming_the_setting() {
 }
 
 #[test]
+fn the_daemon_names_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let (code, err) = run(
+        "exai-daemon",
+        &[],
+        &[
+            ("EXAI_WS_PORT", &port),
+            ("EXAI_EVENTS_SOCKET", socket.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("cannot bind EXAI_WS_PORT 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let (code, err) = run("exai-daemon", &["--ws-port", "99999"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--ws-port=\"99999\" (overriding EXAI_WS_PORT)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_live_agents_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("sub").join("events.sock");
