@@ -5,7 +5,7 @@
 use crate::pipe_metrics::{InstanceCounters, PipeMetrics};
 use crate::sink::{DaemonInfo, EventSink};
 use exai_proto::frame::{self, DaemonFrame};
-use exai_proto::{Event, EventKind, FrameError, Hello, StreamDecoder};
+use exai_proto::{Event, EventKind, EventLabel, FrameError, Hello, StreamDecoder};
 use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use std::collections::HashMap;
@@ -185,6 +185,27 @@ struct Connection {
     acked_seq: u64,
 }
 
+/// The clean-up runs however the connection ends, a panic included: otherwise the
+/// daemon would stay marked active and be refused as a duplicate when it reconnects.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((daemon, counters)) = self.daemon.take() {
+            counters.connected.set(0);
+            if let Some(state) = self
+                .ingest
+                .instances
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&daemon.instance_id)
+            {
+                state.active = false;
+                state.expected_seq = self.expected_seq;
+            }
+            self.ingest.sink.daemon_disconnected(&daemon);
+        }
+    }
+}
+
 impl Connection {
     fn new(ingest: Arc<Ingest>, stream: Stream) -> Self {
         Self {
@@ -211,20 +232,6 @@ impl Connection {
                 warn!(instance = %who, reason, "closing event-pipe connection: {message}");
                 self.ingest.metrics.frame_rejected(reason);
             }
-        }
-        if let Some((daemon, counters)) = self.daemon.take() {
-            counters.connected.set(0);
-            if let Some(state) = self
-                .ingest
-                .instances
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&daemon.instance_id)
-            {
-                state.active = false;
-                state.expected_seq = self.expected_seq;
-            }
-            self.ingest.sink.daemon_disconnected(&daemon);
         }
     }
 
@@ -348,9 +355,23 @@ impl Connection {
                 ),
             });
         }
+        let Some(next) = first_seq.checked_add(events.len() as u64) else {
+            return Err(Close::Rejected {
+                reason: "bad_sequence",
+                message: format!("sequence {first_seq} + {} events overflows", events.len()),
+            });
+        };
         counters.lost.inc_by(first_seq - self.expected_seq);
-        counters.received.inc_by(events.len() as u64);
-        self.expected_seq = first_seq + events.len() as u64;
+        let mut by_kind = [0u64; EventLabel::COUNT];
+        for event in events {
+            by_kind[event.kind.label().index()] += 1;
+        }
+        for (counter, n) in counters.received.iter().zip(by_kind) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        self.expected_seq = next;
         for event in events {
             if let EventKind::Heartbeat(heartbeat) = &event.kind {
                 self.ingest

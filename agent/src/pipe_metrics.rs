@@ -3,6 +3,7 @@
 //! frames rejected, which daemons are connected, and build info.
 
 use exai_proto::heartbeat::{DropCounts, DropReason, PipeStats};
+use exai_proto::EventLabel;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,7 +24,8 @@ pub struct PipeMetrics {
 
 /// The counters of one connected daemon, looked up once at its Hello.
 pub struct InstanceCounters {
-    pub received: IntCounter,
+    /// By event kind, indexed by `EventLabel::index`.
+    pub received: Vec<IntCounter>,
     pub lost: IntCounter,
     pub connected: IntGauge,
 }
@@ -79,7 +81,7 @@ impl PipeMetrics {
             rejected.with_label_values(&[reason]);
         }
         Self {
-            received: counter_vec(registry, "exai_pipe_events_received_total", "Events received from a daemon.", &["instance"]),
+            received: counter_vec(registry, "exai_pipe_events_received_total", "Events received from a daemon, by kind.", &["instance", "kind"]),
             lost: counter_vec(
                 registry,
                 "exai_pipe_events_lost_total",
@@ -107,7 +109,10 @@ impl PipeMetrics {
 
     pub fn instance(&self, instance: &str) -> InstanceCounters {
         InstanceCounters {
-            received: self.received.with_label_values(&[instance]),
+            received: EventLabel::ALL
+                .iter()
+                .map(|kind| self.received.with_label_values(&[instance, kind.as_str()]))
+                .collect(),
             lost: self.lost.with_label_values(&[instance]),
             connected: self.connected.with_label_values(&[instance]),
         }

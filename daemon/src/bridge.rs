@@ -26,9 +26,18 @@ pub enum BridgeError {
 }
 
 /// Relays until stdin ends (a clean exit) or the daemon goes away (an error).
+/// The URL without its query, which may hold `?token=`: errors go to stderr, which
+/// clients such as Claude Desktop keep in log files.
+fn shown(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?[query hidden]"),
+        None => url.to_string(),
+    }
+}
+
 pub async fn run(url: &str, token: Option<&str>) -> Result<(), BridgeError> {
     let mut request = url.into_client_request().map_err(|e| BridgeError::BadUrl {
-        url: url.into(),
+        url: shown(url),
         why: e.to_string(),
     })?;
     let headers = request.headers_mut();
@@ -36,7 +45,7 @@ pub async fn run(url: &str, token: Option<&str>) -> Result<(), BridgeError> {
     if let Some(token) = token {
         let value =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| BridgeError::BadUrl {
-                url: url.into(),
+                url: shown(url),
                 why: "EXAI_WS_TOKEN is not a valid header value".into(),
             })?;
         headers.insert("authorization", value);
@@ -44,7 +53,7 @@ pub async fn run(url: &str, token: Option<&str>) -> Result<(), BridgeError> {
     let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .map_err(|e| BridgeError::Connect {
-            url: url.into(),
+            url: shown(url),
             why: e.to_string(),
         })?;
     let (mut to_daemon, mut from_daemon) = ws.split();

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_result_bytes: usize,
     /// Host names besides loopback that /mcp answers to (EXAI_WS_ALLOWED_HOSTS).
     pub allowed_hosts: Vec<String>,
+    /// How often a running tool call reports progress when asked (at most 5 s).
+    pub progress_every: Duration,
 }
 
 /// Limits on model calls.
@@ -217,6 +219,17 @@ impl DaemonConfig {
                 .filter(|h| !h.is_empty())
                 .map(str::to_string)
                 .collect(),
+            progress_every: Duration::from_millis(s.get_checked(
+                "EXAI_PROGRESS_INTERVAL_MS",
+                None,
+                2000u64,
+                |ms| match ms {
+                    50..=5000 => Ok(()),
+                    _ => {
+                        Err("expected 50 to 5000 ms (progress must come at most 5 s apart)".into())
+                    }
+                },
+            )?),
         };
         let limits = CallLimits {
             global: s.get_checked("EXAI_WS_GLOBAL_MAX_INFLIGHT", None, 24usize, at_least(1))?,

@@ -149,19 +149,23 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         let core = Arc::new(McpCore {
             tools: Tools::new(chat, emitter.clone(), config.server.max_result_bytes),
             emitter: emitter.clone(),
-            progress_every: Duration::from_millis(progress_interval_ms()),
+            progress_every: config.server.progress_every,
         });
 
-        let cancel = CancellationToken::new();
-        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, WriterConfig::new(config.events_socket.clone()), cancel.child_token()));
-        let server = Server::new(config.server.clone(), core, cancel.child_token());
+        // The server stops first; the pipe writer only once the last answers are out, so
+        // their events and the final heartbeat reach the agent.
+        let server_cancel = CancellationToken::new();
+        let writer_cancel = CancellationToken::new();
+        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
+        let server = Server::new(config.server.clone(), core, server_cancel.child_token());
         info!(%addr, token_required = config.server.token.is_some(), "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
-        let serving = tokio::spawn(server.serve(listener, cancel.child_token(), Duration::from_secs(5)));
+        let serving = tokio::spawn(server.serve(listener, server_cancel.child_token(), Duration::from_secs(5)));
 
         shutdown_signal().await;
         info!("shutting down");
-        cancel.cancel();
+        server_cancel.cancel();
         let _ = serving.await;
+        writer_cancel.cancel();
         let _ = writer.await;
         Ok(())
     })
@@ -169,15 +173,6 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
 
 /// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
 const MEMORY_STORE_MAX_THREADS: usize = 20_000;
-
-/// How often a running tool call reports progress (default 2 s; the contract is at most 5 s).
-fn progress_interval_ms() -> u64 {
-    std::env::var("EXAI_PROGRESS_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|ms| (50..=5000).contains(ms))
-        .unwrap_or(2000)
-}
 
 async fn shutdown_signal() {
     #[cfg(unix)]

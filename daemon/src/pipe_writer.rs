@@ -168,7 +168,6 @@ impl Writer {
             Ok(Ok(link)) => {
                 info!(socket = %self.config.socket.display(), "connected to agent");
                 self.link = Some(link);
-                self.backoff = self.config.reconnect_min;
                 self.reported_down = false;
                 self.next_heartbeat = Instant::now();
                 let w = &self.shared().writer;
@@ -228,11 +227,14 @@ impl Writer {
         })
     }
 
+    /// Drops the link. The next attempt waits the current backoff, which grows until a
+    /// batch gets through: an agent that refuses each Hello (say, while it still holds
+    /// our previous connection) is not hammered.
     fn disconnect(&mut self) {
         self.link = None;
         self.shared().writer.connected.store(false, Relaxed);
-        self.next_attempt = Instant::now();
-        self.backoff = self.config.reconnect_min;
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
     }
 
     /// Moves up to one batch of events from the queue; adds a heartbeat when one is due
@@ -306,6 +308,7 @@ impl Writer {
         {
             Ok(Ok(())) => {
                 w.next_seq.store(first_seq + n, Relaxed);
+                self.backoff = self.config.reconnect_min;
             }
             outcome => {
                 let why = match outcome {

@@ -35,9 +35,16 @@ pub fn authorize(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let from_query = query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
-    let given = from_header.or(from_query).unwrap_or("");
-    let given = percent_encoding::percent_decode_str(given).decode_utf8_lossy();
+    let from_query = || {
+        let raw = query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))?;
+        Some(percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+    };
+    let given: std::borrow::Cow<'_, str> = match from_header {
+        Some(header) => header.into(),
+        None => from_query().unwrap_or_default(),
+    };
     if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
         Ok(())
     } else {

@@ -82,6 +82,33 @@ pub enum EventKind {
 }
 
 label_enum! {
+    /// The kind of an event, as a label.
+    pub enum EventLabel {
+        WsMessage => "ws_message",
+        McpRequest => "mcp_request",
+        ProviderCall => "provider_call",
+        Storage => "storage",
+        Supabase => "supabase",
+        Connection => "connection",
+        Heartbeat => "heartbeat",
+    }
+}
+
+impl EventKind {
+    pub fn label(&self) -> EventLabel {
+        match self {
+            EventKind::WsMessage { .. } => EventLabel::WsMessage,
+            EventKind::McpRequest { .. } => EventLabel::McpRequest,
+            EventKind::ProviderCall { .. } => EventLabel::ProviderCall,
+            EventKind::Storage { .. } => EventLabel::Storage,
+            EventKind::Supabase { .. } => EventLabel::Supabase,
+            EventKind::Connection { .. } => EventLabel::Connection,
+            EventKind::Heartbeat(_) => EventLabel::Heartbeat,
+        }
+    }
+}
+
+label_enum! {
     pub enum Direction { Inbound => "in", Outbound => "out" }
 }
 

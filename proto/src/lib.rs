@@ -16,9 +16,9 @@ pub mod sampling;
 pub mod settings;
 
 pub use event::{
-    CallStatus, ConnectionPhase, CorrelationId, Direction, Event, EventKind, McpMethod, ModelName,
-    Provider, RefusalReason, RequestStatus, StorageBackend, StorageOp, StorageResult, SupabaseOp,
-    SupabaseResult, SupabaseTable, Tool, Transport,
+    CallStatus, ConnectionPhase, CorrelationId, Direction, Event, EventKind, EventLabel, McpMethod,
+    ModelName, Provider, RefusalReason, RequestStatus, StorageBackend, StorageOp, StorageResult,
+    SupabaseOp, SupabaseResult, SupabaseTable, Tool, Transport,
 };
 pub use frame::{AckDecoder, DaemonFrame, FrameError, StreamDecoder};
 pub use heartbeat::{DropCounts, DropReason, Heartbeat, PipeStats, ProcessStats, Totals};

@@ -155,8 +155,15 @@ impl Agent {
         Self { proc, metrics_port }
     }
 
+    /// A scrape of the agent's metrics; an agent that does not answer fails the test, so
+    /// a dead agent cannot pass for one reporting zeros.
     pub fn scrape(&self) -> Scrape {
-        Scrape::get(self.metrics_port)
+        let scrape = Scrape::get(self.metrics_port);
+        assert!(
+            scrape.text.contains("exai_build_info"),
+            "the agent's /metrics did not answer"
+        );
+        scrape
     }
 
     /// Waits until the scraped metric (summed over matching series) satisfies `ok`.

@@ -24,23 +24,31 @@ fn tool_calls_reach_the_agent_as_events() {
         &[("instance", &instance)],
         |v| v == 1.0,
     );
-    let before = agent.scrape().sum(
-        "exai_pipe_events_received_total",
-        &[("instance", &instance)],
-    );
-
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
     for _ in 0..20 {
         assert!(result_text(&ws.call_tool("version", json!({}))).starts_with("exai "));
     }
-    // initialize (request + 2 messages), initialized (1 message), 20 calls (3 each),
-    // and the connection opened: 65 events at least, heartbeats aside.
-    agent.wait_metric(
-        "exai_pipe_events_received_total",
-        &[("instance", &instance)],
-        |v| v - before >= 65.0,
-    );
+    // Requests: initialize and 20 calls. Messages: 22 in (initialize, initialized, 20
+    // calls) and 21 out. Connections: this one opened.
+    let by_kind = |kind: &str| {
+        agent.scrape().sum(
+            "exai_pipe_events_received_total",
+            &[("instance", &instance), ("kind", kind)],
+        )
+    };
+    for (kind, expected) in [
+        ("mcp_request", 21.0),
+        ("ws_message", 43.0),
+        ("connection", 1.0),
+    ] {
+        agent.wait_metric(
+            "exai_pipe_events_received_total",
+            &[("instance", &instance), ("kind", kind)],
+            |v| v >= expected,
+        );
+        assert_eq!(by_kind(kind), expected, "{kind} events");
+    }
     assert_eq!(
         agent
             .scrape()

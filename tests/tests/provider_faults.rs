@@ -112,6 +112,37 @@ fn stalls_broken_streams_and_garbage_fail_without_retrying_or_hanging() {
 }
 
 #[test]
+fn an_unreachable_provider_is_retried_then_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: every attempt is refused at connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Daemon::start_with(
+        &dir.path().join("events.sock"),
+        &[
+            ("GLM_API_KEY", "test-glm-key".into()),
+            (
+                "GLM_API_URL",
+                format!("http://127.0.0.1:{closed}/api/paas/v4"),
+            ),
+        ],
+    );
+    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    ws.initialize("2025-11-25");
+    let result = chat(&mut ws, "anyone there?");
+    assert_eq!(result["isError"], true);
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("glm: cannot connect"), "{text}");
+    assert!(
+        text.ends_with("(after 3 attempts)"),
+        "connect errors are retried: {text}"
+    );
+}
+
+#[test]
 fn a_failed_call_is_logged_with_its_correlation_id() {
     let dir = tempfile::tempdir().unwrap();
     let llm = FakeLlmProc::start(&[]);

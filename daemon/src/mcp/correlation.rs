@@ -46,7 +46,10 @@ pub fn from_request(meta: &RequestMetaObject, headers: Option<&http::HeaderMap>)
         .or_else(|| header("x-request-id").and_then(clean));
     match found {
         Some(id) => CorrelationId::new(id),
-        None => CorrelationId::new(&fast_uuid().to_string()),
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            CorrelationId::new(fast_uuid().hyphenated().encode_lower(&mut buf))
+        }
     }
 }
 

@@ -320,7 +320,10 @@ fn invalid_params(e: InvalidParams) -> ErrorData {
 }
 
 /// Runs `work`, sending `notifications/progress` with the client's token (its JSON type
-/// kept) right away and then every `every`, until it finishes.
+/// kept) right away and then every `every`, until it finishes. Each note is sent on its
+/// own task with a deadline, and a tick is skipped while the previous note is still on
+/// its way: a client that stops reading must not stall the work (which holds the model
+/// call's places and watches its deadline and cancellation).
 async fn with_progress<T>(
     work: impl Future<Output = T>,
     peer: &Peer<RoleServer>,
@@ -332,15 +335,27 @@ async fn with_progress<T>(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
     let mut sent = 0u32;
+    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
-            done = &mut work => return done,
+            done = &mut work => {
+                if let Some(note) = pending {
+                    note.abort();
+                }
+                return done;
+            }
             _ = ticks.tick() => {
+                if pending.as_ref().is_some_and(|p| !p.is_finished()) {
+                    continue;
+                }
                 sent += 1;
                 let note = ProgressNotificationParam::new(token.clone(), f64::from(sent))
                     .with_message(format!("working: {} s elapsed", started.elapsed().as_secs()));
-                // A client that went away cannot be told; the work goes on until cancelled.
-                let _ = peer.notify_progress(note).await;
+                let peer = peer.clone();
+                pending = Some(tokio::spawn(async move {
+                    // A client that cannot be told is not waited for.
+                    let _ = tokio::time::timeout(every, peer.notify_progress(note)).await;
+                }));
             }
         }
     }

@@ -270,7 +270,8 @@ impl ProviderClient {
 fn classify_send_error(e: &reqwest::Error, key: &Secret) -> CallError {
     // reqwest's Display includes the URL, never headers; scrub anyway.
     let text = key.scrub(&error_chain(e));
-    if e.is_timeout() {
+    // A connect timeout is both; it is a connect error, and retried as one.
+    if e.is_timeout() && !e.is_connect() {
         CallError::Timeout(Duration::ZERO)
     } else {
         CallError::Connect(text)

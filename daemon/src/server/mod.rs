@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The whole answer to a connection over `EXAI_WS_MAX_CONNECTIONS`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 58\r\n\r\ntoo many connections (EXAI_WS_MAX_CONNECTIONS); try later\n";
 
 /// Everything a connection needs, built once at start.
 pub struct Server {
@@ -38,6 +41,10 @@ pub struct Server {
     http_mcp: StreamableHttpService<McpHandler, LocalSessionManager>,
     /// One permit per open connection; none left means refuse.
     connections: Arc<Semaphore>,
+    /// Upgraded WebSocket sessions, which outlive their HTTP connection's task.
+    sessions: TaskTracker,
+    /// Fired at shutdown: sessions finish what is in flight and close.
+    shutdown: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +67,7 @@ impl Server {
         let mut http_config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(config.max_frame_bytes)
             .with_allowed_hosts(loopback_and(&config.allowed_hosts));
-        http_config.cancellation_token = cancel;
+        http_config.cancellation_token = cancel.clone();
         let handler_core = core.clone();
         let http_mcp = StreamableHttpService::new(
             move || Ok(McpHandler::new(handler_core.clone())),
@@ -74,6 +81,8 @@ impl Server {
             emitter,
             http_mcp,
             connections,
+            sessions: TaskTracker::new(),
+            shutdown: cancel,
         })
     }
 
@@ -103,9 +112,14 @@ impl Server {
                     RefusalReason::TooManyConnections,
                 );
                 tracker.spawn(async move {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 56\r\n\r\ntoo many connections (EXAI_WS_MAX_CONNECTIONS); try later")
-                        .await;
+                    // Read what the client sent first: closing a socket with unread
+                    // input resets it, and the reset can discard the 503.
+                    let mut request = [0u8; 4096];
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request))
+                            .await;
+                    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+                    let _ = stream.shutdown().await;
                 });
                 continue;
             };
@@ -139,7 +153,12 @@ impl Server {
             });
         }
         tracker.close();
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        self.sessions.close();
+        let drained = async {
+            tracker.wait().await;
+            self.sessions.wait().await;
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
             info!(
                 ?grace,
                 "connections still open after the grace period; closing them"

@@ -34,6 +34,12 @@ use tracing::{debug, info};
 
 const NO_CORRELATION: CorrelationId = CorrelationId::empty();
 
+/// How long a new session may take to send `initialize`.
+const INITIALIZE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long one message may take to go out before the client is deemed gone.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(UPGRADE)
@@ -110,7 +116,8 @@ pub fn upgrade(
         response = response.header(SEC_WEBSOCKET_PROTOCOL, "mcp");
     }
     let upgrading = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    let sessions = server.sessions.clone();
+    sessions.spawn(async move {
         let _permit = permit;
         match upgrading.await {
             Ok(upgraded) => {
@@ -169,6 +176,16 @@ impl Drop for OpenSession<'_> {
             RefusalReason::None,
         );
     }
+}
+
+/// Whether a request may go on to rmcp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    /// Too many requests of this connection await their answers.
+    Full,
+    /// A request with this id awaits its answer: answers could not be told apart.
+    DuplicateId,
 }
 
 /// What the writer sends: a message from rmcp or the adapter, or a close.
@@ -231,8 +248,13 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                             continue;
                         };
                         count_message(&server, Direction::Outbound, json.len());
-                        if ws_tx.send(Message::text(json)).await.is_err() {
-                            break;
+                        // A client that stops reading for this long is gone: end the
+                        // session, which cancels its work and frees its places.
+                        match tokio::time::timeout(WRITE_TIMEOUT, ws_tx.send(Message::text(json)))
+                            .await
+                        {
+                            Ok(Ok(())) => {}
+                            _ => break,
                         }
                     }
                     Some(Outbound::Close(code, reason)) => {
@@ -258,7 +280,21 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
         let out_tx = out_tx.clone();
         tokio::spawn(async move {
             let max_in_flight = server.config.max_inflight_per_connection;
-            while let Some(frame) = ws_rx.next().await {
+            loop {
+                let frame = tokio::select! {
+                    frame = ws_rx.next() => match frame {
+                        Some(frame) => frame,
+                        None => break,
+                    },
+                    _ = server.shutdown.cancelled() => {
+                        // Take nothing new; let what is in flight be answered, then close.
+                        while !in_flight.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        let _ = out_tx.send(Outbound::Close(CloseCode::Away, "the server is shutting down")).await;
+                        break;
+                    }
+                };
                 let text = match frame {
                     Ok(Message::Text(text)) => text,
                     Ok(Message::Binary(_)) => {
@@ -296,13 +332,29 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                         if let ClientJsonRpcMessage::Request(r) = &message {
                             let admitted = {
                                 let mut ids = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                                let room = ids.len() < max_in_flight;
-                                if room {
+                                if ids.contains(&r.id) {
+                                    Admission::DuplicateId
+                                } else if ids.len() >= max_in_flight {
+                                    Admission::Full
+                                } else {
                                     ids.insert(r.id.clone());
+                                    Admission::Admitted
                                 }
-                                room
                             };
-                            if !admitted {
+                            if admitted == Admission::DuplicateId {
+                                let error = ErrorData::invalid_request(
+                                    "Invalid Request: this id is already in use by a request awaiting its answer",
+                                    None,
+                                );
+                                let _ = out_tx
+                                    .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
+                                        error,
+                                        Some(r.id.clone()),
+                                    ))))
+                                    .await;
+                                continue;
+                            }
+                            if admitted == Admission::Full {
                                 let error = ErrorData::new(
                                     ErrorCode(-32000),
                                     format!("too many requests in flight on this connection (at most {max_in_flight}: EXAI_WS_MAX_INFLIGHT_PER_CONNECTION); wait for an answer"),
@@ -342,14 +394,22 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
             tokio_util::sync::PollSendError<Box<ServerJsonRpcMessage>>,
         >(Box::new(m)))
     });
-    match McpHandler::new(server.core.clone())
-        .serve((sink, Box::pin(inbound)))
-        .await
-    {
-        Ok(running) => {
+    let serving = McpHandler::new(server.core.clone()).serve((sink, Box::pin(inbound)));
+    // A connection that never initializes must not hold its place.
+    match tokio::time::timeout(INITIALIZE_WITHIN, serving).await {
+        Ok(Ok(running)) => {
             let _ = running.waiting().await;
         }
-        Err(e) => {
+        Err(_) => {
+            info!("MCP session closed: no initialize within {INITIALIZE_WITHIN:?}");
+            let _ = out_tx
+                .send(Outbound::Close(
+                    CloseCode::Policy,
+                    "initialize was not sent in time",
+                ))
+                .await;
+        }
+        Ok(Err(e)) => {
             info!(error = %e, "MCP session ended before initialize");
             let _ = out_tx
                 .send(Outbound::Close(
