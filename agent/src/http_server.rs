@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,7 +61,10 @@ pub async fn serve(listener: TcpListener, handler: Handler, cancel: Cancellation
                 let response = handler(req);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -70,7 +74,8 @@ pub async fn serve(listener: TcpListener, handler: Handler, cancel: Cancellation
                 }
                 _ = cancel.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
+                    // A client that never finishes must not hold up shutdown.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
                 }
             }
         });

@@ -344,19 +344,36 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Cuts text above `max` bytes at a character boundary and says so: the Python SDK's
-/// WebSocket client drops frames over 1 MiB.
+/// Bytes `c` takes inside a JSON string.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Cuts text whose JSON-escaped size is above `max` bytes, at a character boundary, and
+/// says so: the Python SDK's WebSocket client drops frames over 1 MiB, and it is the
+/// escaped text (quotes, backslashes and newlines doubled) that travels.
 fn truncate(mut output: ToolOutput, max: usize) -> ToolOutput {
-    if output.text.len() <= max {
+    let mut escaped = 0;
+    let mut end = None;
+    for (at, c) in output.text.char_indices() {
+        escaped += escaped_len(c);
+        if escaped > max {
+            end = Some(at);
+            break;
+        }
+    }
+    let Some(end) = end else {
         return output;
-    }
+    };
     let original = output.text.len();
-    let mut end = max;
-    while !output.text.is_char_boundary(end) {
-        end -= 1;
-    }
     output.text.truncate(end);
-    output.text.push_str(&format!("\n\n[truncated: the result was {original} bytes; this server returns at most {max} (EXAI_MAX_RESULT_BYTES)]"));
+    output.text.push_str(&format!(
+        "\n\n[truncated: the result was {original} bytes; this server returns at most {max} (EXAI_MAX_RESULT_BYTES)]"
+    ));
     output.meta.insert("truncated".into(), true.into());
     output.meta.insert("original_bytes".into(), original.into());
     output
@@ -417,10 +434,27 @@ mod tests {
         };
         let cut = truncate(out, 1001);
         assert!(cut.text.starts_with(&"é".repeat(500)));
+        assert!(!cut.text.starts_with(&"é".repeat(501)));
         assert!(cut
             .text
             .contains("[truncated: the result was 2000 bytes; this server returns at most 1001"));
         assert_eq!(cut.meta["truncated"], json!(true));
+
+        // Escaping counts: 600 newlines are 1,200 bytes on the wire.
+        let out = ToolOutput {
+            text: "\n".repeat(600),
+            is_error: false,
+            meta: Map::new(),
+        };
+        let cut = truncate(out, 1000);
+        // 500 newlines fit (1,000 escaped bytes); the notice begins with two more.
+        assert_eq!(cut.text.find('['), Some(502), "{:?}", &cut.text[..10]);
+        let short = ToolOutput {
+            text: "ok".into(),
+            is_error: false,
+            meta: Map::new(),
+        };
+        assert_eq!(truncate(short.clone(), 1000), short);
     }
 
     #[test]

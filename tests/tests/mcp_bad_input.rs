@@ -44,7 +44,11 @@ fn http_status(port: u16, request: &str) -> u16 {
 #[test]
 fn tokens_and_origins_are_checked_before_anything_else() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = daemon(&dir);
+    // Everything logged, so that "the token never reaches the log" means something.
+    let daemon = Daemon::start_with(
+        &dir.path().join("events.sock"),
+        &[("EXAI_WS_TOKEN", TOKEN.into()), ("EXAI_LOG", "trace".into())],
+    );
     assert_eq!(
         mcp::connect(&daemon.ws_url(), &[]).err(),
         Some(401),
@@ -114,8 +118,10 @@ fn tokens_and_origins_are_checked_before_anything_else() {
         401
     );
 
-    // The token never reaches the log.
-    assert!(daemon.proc.log().iter().all(|l| !l.contains(TOKEN)));
+    // The token never reaches the log, not even at trace level.
+    let log = daemon.proc.log();
+    assert!(log.len() > 20, "trace logging is on: {} lines", log.len());
+    assert!(log.iter().all(|l| !l.contains(TOKEN)), "the token reached the log");
 }
 
 #[test]

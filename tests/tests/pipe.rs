@@ -46,8 +46,8 @@ fn without_an_agent_recording_never_blocks_and_every_drop_is_counted() {
             WriterConfig::new(socket.clone()),
             cancel.clone(),
         ));
-        // One thread runs both this loop and the writer: had `record` waited on the
-        // writer in any way, this loop could not finish.
+        // The writer shares this one thread, so it cannot drain while the loop runs:
+        // every record past the queue's capacity must be answered at once as a drop.
         let correlation = CorrelationId::new("req-1");
         let mut queued = 0;
         for _ in 0..100_000 {

@@ -162,6 +162,31 @@ fn a_failed_call_is_logged_with_its_correlation_id() {
 }
 
 #[test]
+fn a_key_quoted_back_by_the_provider_is_redacted_in_results_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let (daemon, mut ws) = setup(&dir, &llm);
+    let result = chat(&mut ws, "who am I [fault:echo-key]");
+    assert_eq!(result["isError"], true);
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Incorrect API key provided: Bearer [redacted]"),
+        "{text}"
+    );
+    assert!(!text.contains("test-glm-key"), "{text}");
+    let line = daemon.proc.wait_for_log("model call failed");
+    assert!(line.contains("[redacted]"), "{line}");
+    assert!(
+        daemon
+            .proc
+            .log()
+            .iter()
+            .all(|l| !l.contains("test-glm-key")),
+        "the key reached the log"
+    );
+}
+
+#[test]
 fn a_wrong_key_is_reported_clearly_and_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let llm = FakeLlmProc::start(&["--key", "the-right-key"]);

@@ -30,6 +30,9 @@ use tracing::{debug, info};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// A connection that has not sent a request's headers within this is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The whole answer to a connection over `EXAI_WS_MAX_CONNECTIONS`.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 58\r\n\r\ntoo many connections (EXAI_WS_MAX_CONNECTIONS); try later\n";
 
@@ -136,6 +139,8 @@ impl Server {
                     async move { Ok::<_, Infallible>(server.route(req, permit).await) }
                 });
                 let conn = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
                 tokio::pin!(conn);

@@ -72,7 +72,7 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Respons
     }
     if let Some(fault) = fault {
         shared.counters.fault(fault.kind);
-        if let Some(response) = fail(&ctx, fault).await? {
+        if let Some(response) = fail(&ctx, fault, &parts.headers).await? {
             return Ok(response);
         }
     }
@@ -105,7 +105,11 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Respons
 }
 
 /// The response for faults that replace the answer; `None` for those that break it.
-async fn fail(ctx: &Context, fault: Fault) -> Result<Option<Response<Body>>, Abort> {
+async fn fail(
+    ctx: &Context,
+    fault: Fault,
+    headers: &HeaderMap,
+) -> Result<Option<Response<Body>>, Abort> {
     let e = match fault.kind {
         FaultKind::RateLimited => {
             let mut response = error(&ApiError::new(
@@ -133,6 +137,18 @@ async fn fail(ctx: &Context, fault: Fault) -> Result<Option<Response<Body>>, Abo
         FaultKind::Stall => {
             ctx.stop.cancelled().await;
             return Err(Abort::ShuttingDown);
+        }
+        FaultKind::EchoKey => {
+            let presented = headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                format!("Incorrect API key provided: {presented} (injected by fake-llm)"),
+            )
         }
         FaultKind::StallStream | FaultKind::Cut | FaultKind::Malformed => return Ok(None),
     };

@@ -21,10 +21,13 @@ pub enum FaultKind {
     Cut,
     /// 200 with a body that does not parse.
     Malformed,
+    /// 401 whose message quotes the presented key back, as some real APIs do: the
+    /// daemon must not pass it on.
+    EchoKey,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::RateLimited,
         FaultKind::Internal,
         FaultKind::Unavailable,
@@ -32,6 +35,7 @@ impl FaultKind {
         FaultKind::StallStream,
         FaultKind::Cut,
         FaultKind::Malformed,
+        FaultKind::EchoKey,
     ];
 
     /// The name used in directives, `/_control` and `/_stats`.
@@ -44,6 +48,7 @@ impl FaultKind {
             FaultKind::StallStream => "stall-stream",
             FaultKind::Cut => "cut",
             FaultKind::Malformed => "malformed",
+            FaultKind::EchoKey => "echo-key",
         }
     }
 
