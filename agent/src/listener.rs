@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+/// How long a new connection may take to send its Hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long an acknowledgement write may take before the daemon is deemed stuck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -239,8 +242,13 @@ impl Connection {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let mut stream = &self.stream;
+            // A peer that connects and never says Hello does not keep its task.
+            let hello_due = tokio::time::sleep(HELLO_WITHIN);
             let read = tokio::select! {
                 _ = cancel.cancelled() => return Close::Shutdown,
+                _ = hello_due, if self.daemon.is_none() => {
+                    return Close::Rejected { reason: "no_hello", message: format!("no Hello within {HELLO_WITHIN:?}") };
+                }
                 read = stream.read(&mut buf) => read,
             };
             match read {

@@ -77,6 +77,7 @@ impl PipeMetrics {
             "bad_payload",
             "bad_sequence",
             "duplicate_instance",
+            "no_hello",
         ] {
             rejected.with_label_values(&[reason]);
         }

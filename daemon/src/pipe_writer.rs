@@ -332,6 +332,10 @@ impl Writer {
     /// exact up to shutdown.
     async fn flush_on_shutdown(&mut self) {
         if self.link.is_none() {
+            // Nobody to send them to: count what is left, like any other drop.
+            while self.drain() > 0 {
+                self.count_dropped(DropReason::Disconnected, self.batch.len() as u64);
+            }
             return;
         }
         loop {

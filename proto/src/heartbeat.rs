@@ -35,7 +35,7 @@ pub struct ProcessStats {
 pub struct PipeStats {
     pub queue_depth: u32,
     pub queue_capacity: u32,
-    /// Events accepted into the queue since start.
+    /// Events the writer has taken from the queue since start.
     pub accepted: u64,
     pub dropped: DropCounts,
 }

@@ -47,7 +47,10 @@ fn tokens_and_origins_are_checked_before_anything_else() {
     // Everything logged, so that "the token never reaches the log" means something.
     let daemon = Daemon::start_with(
         &dir.path().join("events.sock"),
-        &[("EXAI_WS_TOKEN", TOKEN.into()), ("EXAI_LOG", "trace".into())],
+        &[
+            ("EXAI_WS_TOKEN", TOKEN.into()),
+            ("EXAI_LOG", "trace".into()),
+        ],
     );
     assert_eq!(
         mcp::connect(&daemon.ws_url(), &[]).err(),
@@ -121,7 +124,10 @@ fn tokens_and_origins_are_checked_before_anything_else() {
     // The token never reaches the log, not even at trace level.
     let log = daemon.proc.log();
     assert!(log.len() > 20, "trace logging is on: {} lines", log.len());
-    assert!(log.iter().all(|l| !l.contains(TOKEN)), "the token reached the log");
+    assert!(
+        log.iter().all(|l| !l.contains(TOKEN)),
+        "the token reached the log"
+    );
 }
 
 #[test]

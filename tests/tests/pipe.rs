@@ -425,3 +425,19 @@ fn garbage_on_the_socket_does_not_stop_the_agent_serving_a_daemon() {
         |v| v >= 1.0,
     );
 }
+
+/// A peer that connects and says nothing is closed, and counted, rather than kept.
+#[test]
+fn a_peer_that_never_says_hello_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    send_and_expect_close(&socket, &[]);
+    assert_eq!(
+        agent
+            .scrape()
+            .sum("exai_pipe_frames_rejected_total", &[("reason", "no_hello")]),
+        1.0
+    );
+    agent.proc.wait_for_log("no Hello within 10s");
+}

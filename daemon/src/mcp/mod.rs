@@ -274,6 +274,14 @@ impl ServerHandler for McpHandler {
     }
 }
 
+/// Whether a message may be a `server/discover` request: a cheap prefilter, so that
+/// only those are parsed a second time.
+pub fn mentions_discover(message: &[u8]) -> bool {
+    static DISCOVER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("server/discover"));
+    DISCOVER.find(message).is_some()
+}
+
 /// Answers `server/discover` before rmcp sees it. rmcp 3.11 implements the 2026 draft's
 /// discovery and validates its `_meta` first (-32602); this server speaks up to
 /// 2025-11-25, and -32601 is what makes a newer client fall back to `initialize` at once.

@@ -49,7 +49,9 @@ pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Res
             Ok(collected) => collected.to_bytes(),
             Err(_) => return text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"),
         };
-        let early = serde_json::from_slice(&body).ok();
+        let early = crate::mcp::mentions_discover(&body)
+            .then(|| serde_json::from_slice(&body).ok())
+            .flatten();
         if let Some(answer) = early.as_ref().and_then(crate::mcp::answer_before_dispatch) {
             crate::mcp::count_early(&server.emitter, Transport::Http);
             let json = serde_json::to_vec(&answer).unwrap_or_default();

@@ -21,6 +21,7 @@ use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJ
 use rmcp::ServiceExt;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -250,11 +251,11 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                         count_message(&server, Direction::Outbound, json.len());
                         // A client that stops reading for this long is gone: end the
                         // session, which cancels its work and frees its places.
-                        match tokio::time::timeout(WRITE_TIMEOUT, ws_tx.send(Message::text(json)))
+                        if send_within(&mut ws_tx, Message::text(json), WRITE_TIMEOUT)
                             .await
+                            .is_err()
                         {
-                            Ok(Ok(())) => {}
-                            _ => break,
+                            break;
                         }
                     }
                     Some(Outbound::Close(code, reason)) => {
@@ -280,13 +281,17 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
         let out_tx = out_tx.clone();
         tokio::spawn(async move {
             let max_in_flight = server.config.max_inflight_per_connection;
+            // Built once: a `cancelled()` made per frame would register a waiter on the
+            // token every session shares, under its lock, for every message.
+            let shutdown = server.shutdown.cancelled();
+            tokio::pin!(shutdown);
             loop {
                 let frame = tokio::select! {
                     frame = ws_rx.next() => match frame {
                         Some(frame) => frame,
                         None => break,
                     },
-                    _ = server.shutdown.cancelled() => {
+                    _ = &mut shutdown => {
                         // Take nothing new; let what is in flight be answered, then close.
                         while !in_flight.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -424,13 +429,33 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
     let _ = writer.await;
 }
 
+/// Sends `message`, giving up after `limit`. The timer is armed only when the socket is
+/// backed up: registering one for every message would cost more than the send.
+async fn send_within<S>(
+    sink: &mut S,
+    message: Message,
+    limit: std::time::Duration,
+) -> Result<(), ()>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let mut send = sink.send(message);
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut send).poll(cx)))
+        .await
+    {
+        std::task::Poll::Ready(result) => result.map_err(|_| ()),
+        std::task::Poll::Pending => match tokio::time::timeout(limit, send).await {
+            Ok(result) => result.map_err(|_| ()),
+            Err(_) => Err(()),
+        },
+    }
+}
+
 /// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
 fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
     // The common case parses once. Only a frame that fails, or that names the one method
     // answered here, is parsed again to say what is wrong with it.
-    static DISCOVER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("server/discover"));
-    if DISCOVER.find(text.as_bytes()).is_none() {
+    if !crate::mcp::mentions_discover(text.as_bytes()) {
         if let Ok(message) = serde_json::from_str::<ClientJsonRpcMessage>(text) {
             return Ok(message);
         }

@@ -5,11 +5,12 @@ use super::{ConversationStore, StorageError, Thread};
 use exai_proto::StorageBackend;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct MemoryStore {
-    threads: Mutex<HashMap<String, (Thread, Instant)>>,
+    /// Shared, so that nothing is deep-copied while the lock is held.
+    threads: Mutex<HashMap<String, (Arc<Thread>, Instant)>>,
     ttl: Duration,
     /// Most threads kept; past it the one closest to expiry goes.
     max_threads: usize,
@@ -40,15 +41,18 @@ impl ConversationStore for MemoryStore {
 
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>> {
         Box::pin(async move {
-            let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-            match threads.get(id) {
-                Some((thread, expires)) if *expires > Instant::now() => Ok(Some(thread.clone())),
-                Some(_) => {
-                    threads.remove(id);
-                    Ok(None)
+            let found = {
+                let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+                match threads.get(id) {
+                    Some((thread, expires)) if *expires > Instant::now() => Some(thread.clone()),
+                    Some(_) => {
+                        threads.remove(id);
+                        None
+                    }
+                    None => None,
                 }
-                None => Ok(None),
-            }
+            };
+            Ok(found.map(|thread| Thread::clone(&thread)))
         })
     }
 
@@ -58,12 +62,13 @@ impl ConversationStore for MemoryStore {
         thread: &'a Thread,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
+            let thread = Arc::new(thread.clone());
             let now = Instant::now();
             let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
             if threads.len() >= self.max_threads && !threads.contains_key(id) {
                 evict(&mut threads, now, self.max_threads);
             }
-            threads.insert(id.to_string(), (thread.clone(), now + self.ttl));
+            threads.insert(id.to_string(), (thread, now + self.ttl));
             Ok(())
         })
     }
@@ -72,7 +77,7 @@ impl ConversationStore for MemoryStore {
 /// Makes room in one pass: drops expired threads, then, if still full, the tenth closest
 /// to expiry. Evicting in batches keeps a full store's cost per save amortised, instead
 /// of a scan of every thread on every save.
-fn evict(threads: &mut HashMap<String, (Thread, Instant)>, now: Instant, max_threads: usize) {
+fn evict(threads: &mut HashMap<String, (Arc<Thread>, Instant)>, now: Instant, max_threads: usize) {
     threads.retain(|_, (_, expires)| *expires > now);
     if threads.len() < max_threads {
         return;
