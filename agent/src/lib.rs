@@ -3,9 +3,10 @@
 //! not MCP.
 
 pub mod config;
+pub mod health;
 pub mod http_server;
 pub mod listener;
-pub mod pipe_metrics;
+pub mod metrics;
 pub mod sink;
 
 pub use sink::{DaemonInfo, EventSink};

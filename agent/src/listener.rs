@@ -2,7 +2,7 @@
 //! once. Each connection is decoded on its own task; a connection that sends a bad
 //! frame is closed with a logged reason and counted, and nobody else notices.
 
-use crate::pipe_metrics::{InstanceCounters, PipeMetrics};
+use crate::metrics::pipe::{InstanceCounters, PipeMetrics};
 use crate::sink::{DaemonInfo, EventSink};
 use exai_proto::frame::{self, DaemonFrame};
 use exai_proto::{Event, EventKind, EventLabel, FrameError, Hello, StreamDecoder};
@@ -194,6 +194,10 @@ impl Drop for Connection {
     fn drop(&mut self) {
         if let Some((daemon, counters)) = self.daemon.take() {
             counters.connected.set(0);
+            self.ingest
+                .metrics
+                .instances()
+                .disconnected(&daemon.instance_id);
             if let Some(state) = self
                 .ingest
                 .instances
@@ -293,7 +297,6 @@ impl Connection {
 
     fn hello(&mut self, hello: Hello) -> Result<(), Close> {
         let instance_id = hello.instance_id.as_str().to_string();
-        let counters = self.ingest.metrics.instance(&instance_id);
         let lost = {
             let mut instances = self
                 .ingest
@@ -329,12 +332,15 @@ impl Connection {
             };
             lost
         };
+        let label = self.ingest.metrics.instances().connected(&instance_id);
+        let counters = self.ingest.metrics.instance(&label);
         counters.lost.inc_by(lost);
         counters.connected.set(1);
         self.expected_seq = hello.next_seq;
         self.acked_seq = hello.next_seq;
         let daemon = DaemonInfo {
             instance_id,
+            label,
             pid: hello.pid,
             version: hello.version.as_str().to_string(),
             started_at_unix_ms: hello.started_at_unix_ms,
@@ -382,9 +388,11 @@ impl Connection {
         self.expected_seq = next;
         for event in events {
             if let EventKind::Heartbeat(heartbeat) = &event.kind {
-                self.ingest
-                    .metrics
-                    .daemon_pipe(&daemon.instance_id, &heartbeat.pipe);
+                self.ingest.metrics.daemon_pipe(
+                    &daemon.instance_id,
+                    &daemon.label,
+                    &heartbeat.pipe,
+                );
             }
         }
         self.ingest.sink.events(daemon, events);

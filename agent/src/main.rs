@@ -1,13 +1,18 @@
 use clap::Parser;
-use exai_agent::config::{AgentConfig, Flags};
+use exai_agent::config::{AgentConfig, Endpoint, Flags};
+use exai_agent::health::{self, link::DaemonLink, HealthChecker};
 use exai_agent::http_server::{self, Handler};
 use exai_agent::listener;
-use exai_agent::pipe_metrics::PipeMetrics;
-use exai_agent::sink::FanOut;
+use exai_agent::metrics::instances::Instances;
+use exai_agent::metrics::pipe::PipeMetrics;
+use exai_agent::metrics::service::ServiceMetrics;
+use exai_agent::sink::{EventSink, FanOut};
 use exai_proto::settings::ProcessEnv;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -59,18 +64,23 @@ fn init_logging() {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let registry = Registry::new();
-    let pipe = Arc::new(PipeMetrics::new(&registry));
+    let instances = Arc::new(Instances::new(config.max_instances, config.instance_ttl));
+    let pipe = Arc::new(PipeMetrics::new(&registry, instances.clone()));
+    let service = Arc::new(ServiceMetrics::new(&registry));
+    let link = Arc::new(DaemonLink::default());
 
     // Bind everything before serving anything, so a bad start fails as a whole.
     let events = listener::bind(&config.events_socket)?;
-    let metrics_listener = match config.metrics.enabled {
-        true => Some(http_server::bind("METRICS_PORT", config.metrics.addr).await?),
-        false => None,
-    };
+    let metrics_listener = bind_if("METRICS_PORT", config.metrics).await?;
+    let health_listener = bind_if("HEALTH_CHECK_PORT", config.health).await?;
     info!(socket = %config.events_socket.display(), version = exai_agent::VERSION, "listening for daemons");
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let (publish, health) =
+        watch::channel(Arc::new(health::not_checked_yet(&config.health_checks)));
+    let checker = HealthChecker::new(config.health_checks.clone(), link.clone(), service.clone());
+    tasks.spawn(checker.run(publish, cancel.child_token()));
     if let Some(listener) = metrics_listener {
         info!(addr = %listener.local_addr()?, "metrics listening");
         tasks.spawn(http_server::serve(
@@ -79,9 +89,24 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             cancel.child_token(),
         ));
     }
+    if let Some(listener) = health_listener {
+        info!(addr = %listener.local_addr()?, "health listening");
+        tasks.spawn(http_server::serve(
+            listener,
+            health::server::handler(health.clone(), config.health_checks.timezone),
+            cancel.child_token(),
+        ));
+    }
+    tasks.spawn(expire_departed(
+        instances,
+        pipe.clone(),
+        service.clone(),
+        cancel.child_token(),
+    ));
+    let sinks: Vec<Arc<dyn EventSink>> = vec![service, link];
     tasks.spawn(listener::serve(
         events,
-        Arc::new(FanOut::default()),
+        Arc::new(FanOut(sinks)),
         pipe,
         cancel.child_token(),
     ));
@@ -92,6 +117,40 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     cancel.cancel();
     tasks.wait().await;
     Ok(())
+}
+
+async fn bind_if(
+    setting: &'static str,
+    endpoint: Endpoint,
+) -> Result<Option<tokio::net::TcpListener>, http_server::BindError> {
+    match endpoint.enabled {
+        true => http_server::bind(setting, endpoint.addr).await.map(Some),
+        false => Ok(None),
+    }
+}
+
+/// Removes the series of daemons gone for longer than their time to live.
+async fn expire_departed(
+    instances: Arc<Instances>,
+    pipe: Arc<PipeMetrics>,
+    service: Arc<ServiceMetrics>,
+    cancel: CancellationToken,
+) {
+    let ttl = instances.ttl();
+    let period = (ttl / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut every = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let expired = instances.expire(std::time::Instant::now());
+        for gone in &expired {
+            info!(instance = %gone.instance_id, "removing the series of a daemon gone past its time to live");
+            pipe.forget(&gone.instance_id, &gone.label);
+        }
+        service.forget(&expired);
+    }
 }
 
 fn metrics_handler(registry: Registry) -> Handler {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonInfo {
     pub instance_id: String,
+    /// The `instance` label value of its series: the id, or `other` past the cap.
+    pub label: String,
     pub pid: u32,
     pub version: String,
     pub started_at_unix_ms: u64,

@@ -16,6 +16,31 @@ pub type CorrelationId = InlineStr<40>;
 /// label set.
 pub type ModelName = InlineStr<32>;
 
+/// The model names the agent keeps as label values; any other name is folded into
+/// `other`, so a daemon newer than its agent (or a bad peer) cannot grow the label set.
+/// The daemon's model table is checked against this list by a unit test.
+pub const KNOWN_MODELS: &[&str] = &[
+    "kimi-k2-0905-preview",
+    "kimi-k2-turbo-preview",
+    "kimi-thinking-preview",
+    "moonshot-v1-8k",
+    "moonshot-v1-32k",
+    "moonshot-v1-128k",
+    "glm-4.6",
+    "glm-4.5",
+    "glm-4.5-air",
+    "glm-4.5-flash",
+];
+
+/// `name` as a bounded label value: itself when known, else `other`.
+pub fn model_label(name: &str) -> &'static str {
+    KNOWN_MODELS
+        .iter()
+        .copied()
+        .find(|known| *known == name)
+        .unwrap_or("other")
+}
+
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Event {
     /// Wall-clock time, microseconds since the Unix epoch (millisecond resolution: the

@@ -16,9 +16,10 @@ pub mod sampling;
 pub mod settings;
 
 pub use event::{
-    CallStatus, ConnectionPhase, CorrelationId, Direction, Event, EventKind, EventLabel, McpMethod,
-    ModelName, Provider, RefusalReason, RequestStatus, StorageBackend, StorageOp, StorageResult,
-    SupabaseOp, SupabaseResult, SupabaseTable, Tool, Transport,
+    model_label, CallStatus, ConnectionPhase, CorrelationId, Direction, Event, EventKind,
+    EventLabel, McpMethod, ModelName, Provider, RefusalReason, RequestStatus, StorageBackend,
+    StorageOp, StorageResult, SupabaseOp, SupabaseResult, SupabaseTable, Tool, Transport,
+    KNOWN_MODELS,
 };
 pub use frame::{AckDecoder, DaemonFrame, FrameError, StreamDecoder};
 pub use heartbeat::{DropCounts, DropReason, Heartbeat, PipeStats, ProcessStats, Totals};

@@ -3,7 +3,7 @@
 //! Run: cargo bench -p exai-tests --bench pipe_ingest
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use exai_agent::pipe_metrics::PipeMetrics;
+use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::{listener, DaemonInfo, EventSink};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::{EventEmitter, Recorded, Totals};
@@ -59,7 +59,13 @@ fn ingest(c: &mut Criterion) {
     let cancel = CancellationToken::new();
 
     let sink = Arc::new(CountingSink::default());
-    let metrics = Arc::new(PipeMetrics::new(&prometheus::Registry::new()));
+    let metrics = Arc::new(PipeMetrics::new(
+        &prometheus::Registry::new(),
+        Arc::new(exai_agent::metrics::instances::Instances::new(
+            64,
+            std::time::Duration::from_secs(600),
+        )),
+    ));
     let agent_listener = runtime.block_on(async { listener::bind(&socket) }).unwrap();
     runtime.spawn(listener::serve(
         agent_listener,

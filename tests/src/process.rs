@@ -131,6 +131,8 @@ impl Drop for Proc {
 pub struct Agent {
     pub proc: Proc,
     pub metrics_port: u16,
+    /// `None` when the agent was started with `HEALTH_CHECK_ENABLED=false`.
+    pub health_port: Option<u16>,
 }
 
 impl Agent {
@@ -142,17 +144,38 @@ impl Agent {
         let mut all = vec![
             ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
             ("METRICS_PORT", "0".to_string()),
+            ("HEALTH_CHECK_PORT", "0".to_string()),
+            ("MONITORING_PORT", "0".to_string()),
         ];
         all.extend(env.iter().cloned());
         let proc = Proc::spawn("exai-agent", &[], &all);
-        let line = proc.wait_for_log("metrics listening");
-        let metrics_port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let enabled = |var: &str| {
+            env.iter()
+                .rfind(|(k, _)| *k == var)
+                .is_none_or(|(_, v)| v != "false")
+        };
+        let port_of = |what: &str| {
+            let line = proc.wait_for_log(what);
+            line.rsplit(':')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no port in {line:?}"))
+        };
+        let metrics_port = port_of("metrics listening");
+        let health_port = enabled("HEALTH_CHECK_ENABLED").then(|| port_of("health listening"));
         proc.wait_for_log("listening for daemons");
-        Self { proc, metrics_port }
+        Self {
+            proc,
+            metrics_port,
+            health_port,
+        }
+    }
+
+    /// `GET path` on the health port: status code and body.
+    pub fn health(&self, path: &str) -> (u16, String) {
+        let port = self.health_port.expect("health checks are enabled");
+        crate::metrics::http_get(port, path)
+            .unwrap_or_else(|| panic!("the agent's health port did not answer GET {path}"))
     }
 
     /// A scrape of the agent's metrics; an agent that does not answer fails the test, so

@@ -151,6 +151,14 @@ pub fn resolve(
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_model_is_a_label_the_agent_keeps() {
+        for model in MODELS {
+            assert_eq!(exai_proto::model_label(model.name), model.name);
+        }
+        assert_eq!(exai_proto::KNOWN_MODELS.len(), MODELS.len());
+    }
+
     fn default() -> &'static ModelInfo {
         lookup(DEFAULT_MODEL).unwrap()
     }

@@ -2,11 +2,13 @@
 //! lost it": events received, lost by sequence gap, dropped by the daemon by reason,
 //! frames rejected, which daemons are connected, and build info.
 
+use super::instances::Instances;
+use super::{counter_vec, gauge_vec};
 use exai_proto::heartbeat::{DropCounts, DropReason, PipeStats};
 use exai_proto::EventLabel;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct PipeMetrics {
     received: IntCounterVec,
@@ -18,8 +20,9 @@ pub struct PipeMetrics {
     queue_depth: IntGaugeVec,
     queue_capacity: IntGaugeVec,
     /// The daemon's drop counts are running totals; this is what was last added per
-    /// instance, so only the increase is added to the counter.
+    /// instance id, so only the increase is added to the counter.
     drops_seen: Mutex<HashMap<String, DropCounts>>,
+    instances: Arc<Instances>,
 }
 
 /// The counters of one connected daemon, looked up once at its Hello.
@@ -30,25 +33,8 @@ pub struct InstanceCounters {
     pub connected: IntGauge,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let family =
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(family.clone()))
-        .expect("metric registered once");
-    family
-}
-
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let family = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(family.clone()))
-        .expect("metric registered once");
-    family
-}
-
 impl PipeMetrics {
-    pub fn new(registry: &Registry) -> Self {
+    pub fn new(registry: &Registry, instances: Arc<Instances>) -> Self {
         let build = gauge_vec(
             registry,
             "exai_build_info",
@@ -101,13 +87,20 @@ impl PipeMetrics {
             queue_depth: gauge_vec(registry, "exai_pipe_daemon_queue_depth", "Events waiting in the daemon's queue.", &["instance"]),
             queue_capacity: gauge_vec(registry, "exai_pipe_daemon_queue_capacity", "Capacity of the daemon's event queue.", &["instance"]),
             drops_seen: Mutex::new(HashMap::new()),
+            instances,
         }
+    }
+
+    /// Which daemons the per-instance series belong to.
+    pub fn instances(&self) -> &Instances {
+        &self.instances
     }
 
     pub fn connection_accepted(&self) {
         self.connections.inc();
     }
 
+    /// The counters of the daemon whose label value is `instance`.
     pub fn instance(&self, instance: &str) -> InstanceCounters {
         InstanceCounters {
             received: EventLabel::ALL
@@ -119,12 +112,37 @@ impl PipeMetrics {
         }
     }
 
+    /// Removes the series of a daemon that went away long ago.
+    pub fn forget(&self, instance_id: &str, instance: &str) {
+        self.drops_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(instance_id);
+        if instance == super::instances::OTHER {
+            return;
+        }
+        for kind in EventLabel::ALL {
+            let _ = self
+                .received
+                .remove_label_values(&[instance, kind.as_str()]);
+        }
+        for reason in DropReason::ALL {
+            let _ = self
+                .daemon_dropped
+                .remove_label_values(&[instance, reason.as_str()]);
+        }
+        for family in [&self.connected, &self.queue_depth, &self.queue_capacity] {
+            let _ = family.remove_label_values(&[instance]);
+        }
+        let _ = self.lost.remove_label_values(&[instance]);
+    }
+
     pub fn frame_rejected(&self, reason: &str) {
         self.rejected.with_label_values(&[reason]).inc();
     }
 
     /// Records the daemon's side of the pipe from a heartbeat.
-    pub fn daemon_pipe(&self, instance: &str, pipe: &PipeStats) {
+    pub fn daemon_pipe(&self, instance_id: &str, instance: &str, pipe: &PipeStats) {
         self.queue_depth
             .with_label_values(&[instance])
             .set(i64::from(pipe.queue_depth));
@@ -132,7 +150,7 @@ impl PipeMetrics {
             .with_label_values(&[instance])
             .set(i64::from(pipe.queue_capacity));
         let mut seen = self.drops_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let last = seen.entry(instance.to_string()).or_default();
+        let last = seen.entry(instance_id.to_string()).or_default();
         for reason in DropReason::ALL {
             let (now, before) = (pipe.dropped.get(*reason), last.get(*reason));
             let counter = self

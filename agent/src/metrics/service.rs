@@ -1,0 +1,471 @@
+//! The service's metrics, in the seed's families so existing dashboards and alerts keep
+//! working, plus time to first token, Supabase and the daemons' process figures.
+//!
+//! Counters move by the increase of each daemon's running totals between heartbeats, so
+//! they are exact whatever the sampling, and they survive a daemon restart (a new
+//! instance starts from zero and only its increases are added). Histograms are fed by
+//! sampled events, weighted.
+
+use super::instances::{Expired, OTHER};
+use super::weighted::WeightedHistogramVec;
+use super::{counter_vec, float_gauge_vec, gauge_vec, register};
+use super::{
+    MODEL_LATENCY_BUCKETS, REQUEST_BUCKETS, STORAGE_BUCKETS, SUPABASE_BUCKETS, TTFT_BUCKETS,
+};
+use crate::sink::{DaemonInfo, EventSink};
+use exai_proto::heartbeat::Totals;
+use exai_proto::{
+    model_label, CallStatus, ConnectionPhase, Event, EventKind, Heartbeat, RequestStatus,
+    StorageOp, StorageResult, SupabaseResult,
+};
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+
+pub struct ServiceMetrics {
+    requests: IntCounterVec,
+    tool_calls: IntCounterVec,
+    request_duration: WeightedHistogramVec<2>,
+    active_connections: IntGauge,
+    in_flight: IntGauge,
+    connections: IntCounterVec,
+    ws_messages: IntCounterVec,
+    ws_bytes: IntCounterVec,
+    api_calls: IntCounterVec,
+    api_latency: WeightedHistogramVec<2>,
+    api_ttft: WeightedHistogramVec<2>,
+    tokens: IntCounterVec,
+    storage_ops: IntCounterVec,
+    storage_latency: WeightedHistogramVec<2>,
+    cache_hit_ratio: Gauge,
+    /// Conversation reads that found a thread, and that did not, since the agent started.
+    reads: [AtomicU64; 2],
+    supabase_ops: IntCounterVec,
+    supabase_latency: WeightedHistogramVec<2>,
+    spool_depth: IntGaugeVec,
+    errors: IntCounterVec,
+    memory: IntGaugeVec,
+    cpu: GaugeVec,
+    disk: GaugeVec,
+    daemon_info: IntGaugeVec,
+    /// What each daemon's totals read at its last heartbeat, by instance id.
+    last: Mutex<HashMap<String, LastSeen>>,
+}
+
+/// One daemon's running totals as last added, and its current gauges.
+#[derive(Default)]
+struct LastSeen {
+    counts: HashMap<CountKey, u64>,
+    connections: u32,
+    in_flight: u32,
+    connected: bool,
+}
+
+/// A running total, identified by its family and label values.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum CountKey {
+    WsMessages(u8),
+    WsBytes(u8),
+    Requests(u8, u8, u8, u8),
+    Calls(u8, exai_proto::ModelName, u8),
+    InputTokens(u8, exai_proto::ModelName, u8),
+    OutputTokens(u8, exai_proto::ModelName, u8),
+    Storage(u8, u8, u8),
+    Supabase(u8, u8, u8),
+    Connections(u8, u8, u8),
+}
+
+/// The process figures of the agent itself carry this `instance` label.
+pub const AGENT_INSTANCE: &str = "agent";
+
+impl ServiceMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let h = |name, help, labels, bounds| {
+            register(
+                registry,
+                WeightedHistogramVec::new(name, help, labels, bounds),
+            )
+        };
+        Self {
+            requests: counter_vec(registry, "mcp_requests_total", "MCP requests answered, exact (from the daemons' running totals).", &["method", "endpoint", "status"]),
+            tool_calls: counter_vec(registry, "mcp_tool_calls_total", "MCP tool calls answered, by tool, exact.", &["tool", "status"]),
+            request_duration: h("mcp_request_duration_seconds", "MCP request duration; an estimate from sampled requests, each weighted by its sampling rate.", ["method", "endpoint"], REQUEST_BUCKETS),
+            active_connections: register(registry, IntGauge::new("mcp_active_connections", "Client connections open now, summed over connected daemons.").expect("valid metric definition")),
+            in_flight: register(registry, IntGauge::new("mcp_inflight_calls", "Model calls under way now, summed over connected daemons.").expect("valid metric definition")),
+            connections: counter_vec(registry, "mcp_connections_total", "Client connections opened, closed and refused, exact.", &["endpoint", "phase", "reason"]),
+            ws_messages: counter_vec(registry, "mcp_websocket_messages_total", "WebSocket messages, exact.", &["direction"]),
+            ws_bytes: counter_vec(registry, "mcp_websocket_bytes_total", "WebSocket message bytes, exact.", &["direction"]),
+            api_calls: counter_vec(registry, "mcp_api_calls_total", "Model calls, retries included in one call, exact. Unknown model names fold into `other`.", &["provider", "model", "status"]),
+            api_latency: h("mcp_api_latency_seconds", "Whole model call latency, retries included; an estimate from sampled calls.", ["provider", "model"], MODEL_LATENCY_BUCKETS),
+            api_ttft: h("mcp_api_time_to_first_token_seconds", "Time to the first streamed token; an estimate from sampled calls.", ["provider", "model"], TTFT_BUCKETS),
+            tokens: counter_vec(registry, "mcp_tokens_total", "Tokens used, from the providers' usage figures, exact.", &["provider", "model", "type"]),
+            storage_ops: counter_vec(registry, "mcp_storage_operations_total", "Conversation-storage operations, exact.", &["operation", "backend", "result"]),
+            storage_latency: h("mcp_storage_latency_seconds", "Conversation-storage latency; an estimate from sampled operations.", ["operation", "backend"], STORAGE_BUCKETS),
+            cache_hit_ratio: register(registry, {
+                let g = Gauge::new("mcp_cache_hit_ratio", "Share of conversation reads that found a thread, since the agent started (NaN before the first).").expect("valid metric definition");
+                g.set(f64::NAN);
+                g
+            }),
+            reads: [AtomicU64::new(0), AtomicU64::new(0)],
+            supabase_ops: counter_vec(registry, "mcp_supabase_operations_total", "Supabase REST requests, exact.", &["operation", "table", "result"]),
+            supabase_latency: h("mcp_supabase_latency_seconds", "Supabase REST request latency; an estimate from sampled requests.", ["operation", "table"], SUPABASE_BUCKETS),
+            spool_depth: gauge_vec(registry, "mcp_supabase_spool_depth", "Records waiting in a daemon's Supabase spool.", &["instance"]),
+            errors: counter_vec(registry, "mcp_errors_total", "Errors by component and kind, exact.", &["component", "error_type"]),
+            memory: gauge_vec(registry, "mcp_memory_usage_bytes", "Resident memory of each process.", &["component", "instance"]),
+            cpu: float_gauge_vec(registry, "mcp_cpu_usage_percent", "CPU use of each process, in percent of one core.", &["component", "instance"]),
+            disk: float_gauge_vec(registry, "mcp_disk_usage_percent", "Use of the filesystem holding the checked path, in percent (from the health checks).", &["path"]),
+            daemon_info: gauge_vec(registry, "exai_daemon_info", "1 while a daemon of this version is connected, 0 after.", &["instance", "version"]),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The agent's own memory and CPU, told apart from the daemons' by `component`.
+    pub fn agent_process(&self, rss_bytes: u64, cpu_percent: f32) {
+        self.memory
+            .with_label_values(&["agent", AGENT_INSTANCE])
+            .set(rss_bytes as i64);
+        self.cpu
+            .with_label_values(&["agent", AGENT_INSTANCE])
+            .set(f64::from(cpu_percent));
+    }
+
+    pub fn disk_usage(&self, path: &str, percent: f64) {
+        self.disk.with_label_values(&[path]).set(percent);
+    }
+
+    /// Removes the series of daemons that went away long ago.
+    pub fn forget(&self, expired: &[Expired]) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in expired {
+            last.remove(&gone.instance_id);
+            if gone.label == OTHER {
+                continue;
+            }
+            let _ = self.spool_depth.remove_label_values(&[&gone.label]);
+            let _ = self.memory.remove_label_values(&["daemon", &gone.label]);
+            let _ = self.cpu.remove_label_values(&["daemon", &gone.label]);
+        }
+        // Info series carry a version label too; drop every one of the expired instances.
+        let gone: Vec<&str> = expired
+            .iter()
+            .filter(|e| e.label != OTHER)
+            .map(|e| e.label.as_str())
+            .collect();
+        if !gone.is_empty() {
+            let families = prometheus::core::Collector::collect(&self.daemon_info);
+            for metric in families.iter().flat_map(|f| f.get_metric()) {
+                let labels: Vec<&str> = metric.get_label().iter().map(|l| l.value()).collect();
+                if let [instance, version] = labels[..] {
+                    if gone.contains(&instance) {
+                        let _ = self.daemon_info.remove_label_values(&[instance, version]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn heartbeat(&self, daemon: &DaemonInfo, hb: &Heartbeat) {
+        self.memory
+            .with_label_values(&["daemon", &daemon.label])
+            .set(hb.process.rss_bytes as i64);
+        self.cpu
+            .with_label_values(&["daemon", &daemon.label])
+            .set(f64::from(hb.process.cpu_percent));
+        self.spool_depth
+            .with_label_values(&[&daemon.label])
+            .set(hb.spool_depth as i64);
+        let mut all = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let last = all.entry(daemon.instance_id.clone()).or_default();
+        last.connected = true;
+        last.connections = hb.connections;
+        last.in_flight = hb.in_flight;
+        self.add_totals(&mut last.counts, &hb.totals);
+        self.set_sums(&all);
+    }
+
+    /// Gauges summed over the connected daemons.
+    fn set_sums(&self, all: &HashMap<String, LastSeen>) {
+        let live = all.values().filter(|l| l.connected);
+        let (connections, in_flight) = live.fold((0i64, 0i64), |(c, f), l| {
+            (c + i64::from(l.connections), f + i64::from(l.in_flight))
+        });
+        self.active_connections.set(connections);
+        self.in_flight.set(in_flight);
+    }
+
+    fn add_totals(&self, counts: &mut HashMap<CountKey, u64>, t: &Totals) {
+        for w in &t.ws_messages {
+            let d = w.direction.as_str();
+            let n = grew(counts, CountKey::WsMessages(w.direction as u8), w.messages);
+            inc(&self.ws_messages, &[d], n);
+            let n = grew(counts, CountKey::WsBytes(w.direction as u8), w.bytes);
+            inc(&self.ws_bytes, &[d], n);
+        }
+        for r in &t.requests {
+            let key = CountKey::Requests(
+                r.transport as u8,
+                r.method as u8,
+                r.tool as u8,
+                r.status as u8,
+            );
+            let n = grew(counts, key, r.count);
+            let status = r.status.as_str();
+            inc(
+                &self.requests,
+                &[r.method.as_str(), r.transport.as_str(), status],
+                n,
+            );
+            if r.tool != exai_proto::Tool::None {
+                inc(&self.tool_calls, &[r.tool.as_str(), status], n);
+            }
+            if matches!(r.status, RequestStatus::Error | RequestStatus::ToolError) {
+                inc(&self.errors, &["mcp", status], n);
+            }
+        }
+        for c in &t.provider_calls {
+            let (p, s) = (c.provider as u8, c.status as u8);
+            let model = model_label(c.model.as_str());
+            let labels = [c.provider.as_str(), model];
+            let n = grew(counts, CountKey::Calls(p, c.model, s), c.calls);
+            inc(
+                &self.api_calls,
+                &[labels[0], labels[1], c.status.as_str()],
+                n,
+            );
+            if !matches!(c.status, CallStatus::Success | CallStatus::Cancelled) {
+                inc(&self.errors, &[c.provider.as_str(), c.status.as_str()], n);
+            }
+            let n = grew(counts, CountKey::InputTokens(p, c.model, s), c.input_tokens);
+            inc(&self.tokens, &[labels[0], labels[1], "input"], n);
+            let n = grew(
+                counts,
+                CountKey::OutputTokens(p, c.model, s),
+                c.output_tokens,
+            );
+            inc(&self.tokens, &[labels[0], labels[1], "output"], n);
+        }
+        for s in &t.storage {
+            let key = CountKey::Storage(s.op as u8, s.backend as u8, s.result as u8);
+            let n = grew(counts, key, s.count);
+            let result = s.result.as_str();
+            inc(
+                &self.storage_ops,
+                &[s.op.as_str(), s.backend.as_str(), result],
+                n,
+            );
+            if matches!(s.result, StorageResult::Error | StorageResult::Timeout) {
+                inc(&self.errors, &["storage", result], n);
+            }
+            match (s.op, s.result) {
+                (StorageOp::Get, StorageResult::Hit) => self.reads[0].fetch_add(n, Relaxed),
+                (StorageOp::Get, StorageResult::Miss) => self.reads[1].fetch_add(n, Relaxed),
+                _ => 0,
+            };
+        }
+        let (hits, misses) = (self.reads[0].load(Relaxed), self.reads[1].load(Relaxed));
+        if hits + misses > 0 {
+            self.cache_hit_ratio
+                .set(hits as f64 / (hits + misses) as f64);
+        }
+        for s in &t.supabase {
+            let key = CountKey::Supabase(s.op as u8, s.table as u8, s.result as u8);
+            let n = grew(counts, key, s.count);
+            let result = s.result.as_str();
+            inc(
+                &self.supabase_ops,
+                &[s.op.as_str(), s.table.as_str(), result],
+                n,
+            );
+            if s.result != SupabaseResult::Ok {
+                inc(&self.errors, &["supabase", result], n);
+            }
+        }
+        for c in &t.connections {
+            let key = CountKey::Connections(c.transport as u8, c.phase as u8, c.reason as u8);
+            let n = grew(counts, key, c.count);
+            inc(
+                &self.connections,
+                &[c.transport.as_str(), c.phase.as_str(), c.reason.as_str()],
+                n,
+            );
+            if c.phase == ConnectionPhase::Refused {
+                inc(&self.errors, &[c.transport.as_str(), c.reason.as_str()], n);
+            }
+        }
+    }
+
+    fn observe(&self, event: &Event) {
+        let w = event.weight;
+        match &event.kind {
+            EventKind::McpRequest {
+                transport,
+                method,
+                duration_us,
+                ..
+            } => self.request_duration.observe(
+                [method.as_str(), transport.as_str()],
+                seconds(*duration_us),
+                w,
+            ),
+            EventKind::ProviderCall {
+                provider,
+                model,
+                status: CallStatus::Success,
+                latency_us,
+                ttft_us,
+                ..
+            } => {
+                let labels = [provider.as_str(), model_label(model.as_str())];
+                self.api_latency.observe(labels, seconds(*latency_us), w);
+                if let Some(ttft) = ttft_us {
+                    self.api_ttft.observe(labels, seconds(*ttft), w);
+                }
+            }
+            EventKind::Storage {
+                op,
+                backend,
+                latency_us,
+                ..
+            } => self.storage_latency.observe(
+                [op.as_str(), backend.as_str()],
+                seconds(*latency_us),
+                w,
+            ),
+            EventKind::Supabase {
+                op,
+                table,
+                latency_us,
+                http_status,
+                ..
+            } if *http_status != 0 => self.supabase_latency.observe(
+                [op.as_str(), table.as_str()],
+                seconds(*latency_us),
+                w,
+            ),
+            _ => {}
+        }
+    }
+}
+
+impl EventSink for ServiceMetrics {
+    fn daemon_connected(&self, daemon: &DaemonInfo) {
+        self.daemon_info
+            .with_label_values(&[&daemon.label, &daemon.version])
+            .set(1);
+    }
+
+    fn events(&self, daemon: &DaemonInfo, events: &[Event]) {
+        for event in events {
+            match &event.kind {
+                EventKind::Heartbeat(hb) => self.heartbeat(daemon, hb),
+                _ => self.observe(event),
+            }
+        }
+    }
+
+    fn daemon_disconnected(&self, daemon: &DaemonInfo) {
+        self.daemon_info
+            .with_label_values(&[&daemon.label, &daemon.version])
+            .set(0);
+        let mut all = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = all.get_mut(&daemon.instance_id) {
+            last.connected = false;
+        }
+        self.set_sums(&all);
+    }
+}
+
+/// The increase of a running total since it was last seen.
+fn grew<K: Hash + Eq>(counts: &mut HashMap<K, u64>, key: K, now: u64) -> u64 {
+    let before = counts.insert(key, now).unwrap_or(0);
+    now.saturating_sub(before)
+}
+
+fn inc(family: &IntCounterVec, labels: &[&str], n: u64) {
+    if n > 0 {
+        family.with_label_values(labels).inc_by(n);
+    }
+}
+
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exai_proto::heartbeat::{ProviderTotal, RequestTotal};
+    use exai_proto::{McpMethod, ModelName, Provider, SamplingPolicy, Tool, Transport};
+    use prometheus::{Encoder, TextEncoder};
+
+    fn daemon(id: &str) -> DaemonInfo {
+        DaemonInfo {
+            instance_id: id.into(),
+            label: id.into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at_unix_ms: 0,
+            sampling: SamplingPolicy::default(),
+        }
+    }
+
+    fn heartbeat(requests: u64, model: &str, calls: u64) -> Event {
+        let mut hb = Heartbeat::default();
+        hb.totals.requests.push(RequestTotal {
+            transport: Transport::WebSocket,
+            method: McpMethod::ToolsCall,
+            tool: Tool::Version,
+            status: RequestStatus::Success,
+            count: requests,
+        });
+        hb.totals.provider_calls.push(ProviderTotal {
+            provider: Provider::Glm,
+            model: ModelName::new(model),
+            status: CallStatus::Success,
+            calls,
+            input_tokens: calls * 3,
+            output_tokens: calls * 5,
+        });
+        Event {
+            at_unix_us: 0,
+            correlation: Default::default(),
+            weight: 1,
+            kind: EventKind::Heartbeat(Box::new(hb)),
+        }
+    }
+
+    fn render(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn counters_add_the_increase_of_running_totals_across_restarts() {
+        let registry = Registry::new();
+        let metrics = ServiceMetrics::new(&registry);
+        let (first, second) = (daemon("a"), daemon("b"));
+        metrics.events(&first, &[heartbeat(5, "glm-4.5", 1)]);
+        metrics.events(&first, &[heartbeat(12, "glm-4.5", 2)]);
+        // The same totals again add nothing.
+        metrics.events(&first, &[heartbeat(12, "glm-4.5", 2)]);
+        // A restarted daemon is a new instance whose totals start from zero.
+        metrics.events(&second, &[heartbeat(3, "gpt-9-ultra", 4)]);
+        let text = render(&registry);
+        for line in [
+            "mcp_requests_total{endpoint=\"websocket\",method=\"tools/call\",status=\"success\"} 15",
+            "mcp_tool_calls_total{status=\"success\",tool=\"version\"} 15",
+            "mcp_api_calls_total{model=\"glm-4.5\",provider=\"glm\",status=\"success\"} 2",
+            "mcp_api_calls_total{model=\"other\",provider=\"glm\",status=\"success\"} 4",
+            "mcp_tokens_total{model=\"other\",provider=\"glm\",type=\"output\"} 20",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("gpt-9"), "unknown models fold into other");
+    }
+}
