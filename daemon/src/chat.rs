@@ -6,7 +6,8 @@ use crate::providers::models::{self, ModelError, ModelInfo};
 use crate::providers::{
     Busy, CallFailure, ChatRequest, InflightLimits, Message, ProviderClient, Role,
 };
-use crate::storage::{ConversationStore, StorageError, Thread, Turn};
+use crate::storage::{ConversationStore, StorageError, StoreHealth, Thread, Turn};
+use crate::supabase::Persistence;
 use crate::EventEmitter;
 use exai_proto::event::{CallStatus, EventKind, StorageOp, StorageResult};
 use exai_proto::{CorrelationId, Provider, SampleClass};
@@ -66,6 +67,8 @@ pub struct ChatService {
     max_turns: usize,
     /// Longest a storage read or write may take before the chat goes on without it.
     storage_timeout: Duration,
+    /// Supabase, when configured: each answered turn is spooled for upload.
+    persistence: Option<Arc<Persistence>>,
 }
 
 /// Counts a model call as in flight for as long as it lives.
@@ -102,7 +105,22 @@ impl ChatService {
             default_model,
             max_turns,
             storage_timeout,
+            persistence: None,
         }
+    }
+
+    /// Spools every answered turn for Supabase.
+    pub fn with_persistence(mut self, persistence: Arc<Persistence>) -> Self {
+        self.persistence = Some(persistence);
+        self
+    }
+
+    pub fn persistence(&self) -> Option<&Persistence> {
+        self.persistence.as_deref()
+    }
+
+    pub fn storage_health(&self) -> StoreHealth {
+        self.store.health()
     }
 
     pub fn provider(&self, provider: Provider) -> Option<&ProviderClient> {
@@ -146,22 +164,29 @@ impl ChatService {
             }
             .into());
         };
-        let (continuation_id, mut thread, mut history_notice) = match args
+        let (continuation_id, mut thread, mut history_notice, stalled) = match args
             .continuation_id
             .as_deref()
         {
             Some(id) if !id.trim().is_empty() => match self.load(id.trim(), correlation).await {
-                Ok(thread) => (id.trim().to_string(), thread.unwrap_or_default(), None),
+                Ok(thread) => (
+                    id.trim().to_string(),
+                    thread.unwrap_or_default(),
+                    None,
+                    false,
+                ),
                 Err(e) => (
                     id.trim().to_string(),
                     Thread::default(),
                     Some(format!("{e}; answered without earlier turns")),
+                    matches!(e, StorageError::Timeout { .. }),
                 ),
             },
             _ => (
                 crate::mcp::correlation::fast_uuid().to_string(),
                 Thread::default(),
                 None,
+                false,
             ),
         };
 
@@ -228,8 +253,25 @@ impl ChatService {
             },
             self.max_turns,
         );
-        if let Err(e) = self.save(&continuation_id, &thread, correlation).await {
-            let saved = format!("{e}; this turn was not saved");
+        if let (Some(persistence), Some(turn)) = (&self.persistence, thread.turns.last()) {
+            persistence.record_turn(
+                &continuation_id,
+                turn,
+                reply.usage.prompt_tokens,
+                reply.usage.completion_tokens,
+                correlation.as_str(),
+            );
+        }
+        // After a read that timed out, a write would most likely wait out the timeout
+        // too: the chat does not pay for a stalled store twice.
+        let saved = if stalled {
+            Err("this turn was not saved".to_string())
+        } else {
+            self.save(&continuation_id, &thread, correlation)
+                .await
+                .map_err(|e| format!("{e}; this turn was not saved"))
+        };
+        if let Err(saved) = saved {
             history_notice = Some(match history_notice {
                 Some(earlier) => format!("{earlier}; {saved}"),
                 None => saved,

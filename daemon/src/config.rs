@@ -1,5 +1,9 @@
 //! The daemon's settings: environment variables, overridden by command-line flags.
 
+mod persistence;
+
+pub use persistence::{redact_url, StorageConfig, SupabaseConfig};
+
 use crate::providers::models::{self, ModelInfo};
 use crate::providers::Secret;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
@@ -26,6 +30,12 @@ pub struct Flags {
     /// Model used when a client names none [env: DEFAULT_MODEL] [default: glm-4.5-flash]
     #[arg(long, value_name = "MODEL")]
     pub default_model: Option<String>,
+    /// Keep conversations in Redis instead of memory [env: REDIS_URL] [default: none, in memory]
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Durable spool of turns waiting for Supabase [env: EXAI_SPOOL_DIR] [default: ~/.local/state/exai/spool]
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<String>,
 }
 
 /// Where MCP clients connect and what they may do.
@@ -83,6 +93,9 @@ pub struct DaemonConfig {
     pub glm: ProviderSettings,
     pub default_model: &'static ModelInfo,
     pub conversations: ConversationConfig,
+    pub storage: StorageConfig,
+    /// `None` unless both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set.
+    pub supabase: Option<SupabaseConfig>,
 }
 
 fn at_least(min: usize) -> impl FnOnce(&usize) -> Result<(), String> {
@@ -284,6 +297,8 @@ impl DaemonConfig {
             ),
             max_turns: s.get_checked("MAX_CONVERSATION_TURNS", None, 20usize, at_least(1))?,
         };
+        let storage = persistence::storage(&s, flags)?;
+        let supabase = persistence::supabase(env, &s, flags)?;
         Ok(Self {
             events_socket,
             event_queue_capacity,
@@ -294,6 +309,8 @@ impl DaemonConfig {
             glm,
             default_model,
             conversations,
+            storage,
+            supabase,
         })
     }
 }

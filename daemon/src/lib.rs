@@ -15,6 +15,7 @@ mod sampler;
 pub mod security;
 pub mod server;
 pub mod storage;
+pub mod supabase;
 pub mod tools;
 pub mod totals;
 

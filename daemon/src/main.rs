@@ -7,6 +7,9 @@ use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy, MODELS};
 use exai_daemon::server::{self, Server};
 use exai_daemon::storage::memory::MemoryStore;
+use exai_daemon::storage::redis::RedisStore;
+use exai_daemon::storage::ConversationStore;
+use exai_daemon::supabase::Persistence;
 use exai_daemon::tools::Tools;
 use exai_daemon::{bridge, EventEmitter, Totals};
 use exai_proto::settings::ProcessEnv;
@@ -15,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 /// exai MCP daemon: serves MCP clients over WebSocket and Streamable HTTP, and ships
@@ -136,16 +140,32 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
         }
         let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
-        let store = Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS));
-        let chat = Arc::new(ChatService::new(
+        // Background work besides serving: the Redis probe, the Supabase uploader and
+        // flusher. Stopped after the server, so the last answers' turns are spooled.
+        let background_cancel = CancellationToken::new();
+        let background = TaskTracker::new();
+        let store: Arc<dyn ConversationStore> = match &config.storage.redis_url {
+            Some(url) => {
+                info!(url = %exai_daemon::config::redact_url(url.expose()), "conversations in Redis");
+                Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token())?)
+            }
+            None => Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS)),
+        };
+        let mut chat = ChatService::new(
             providers,
             limits,
             store,
             emitter.clone(),
             config.default_model,
             config.conversations.max_turns,
-            Duration::from_secs(2),
-        ));
+            config.storage.timeout,
+        );
+        if let Some(supabase) = &config.supabase {
+            let persistence = Persistence::start(supabase, http.clone(), emitter.clone(), &background, background_cancel.child_token())
+                .context("cannot open the Supabase spool")?;
+            chat = chat.with_persistence(persistence);
+        }
+        let chat = Arc::new(chat);
         let core = Arc::new(McpCore {
             tools: Tools::new(chat, emitter.clone(), config.server.max_result_bytes),
             emitter: emitter.clone(),
@@ -165,6 +185,9 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         info!("shutting down");
         server_cancel.cancel();
         let _ = serving.await;
+        background_cancel.cancel();
+        background.close();
+        background.wait().await;
         writer_cancel.cancel();
         let _ = writer.await;
         Ok(())

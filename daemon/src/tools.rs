@@ -68,7 +68,7 @@ pub fn specs() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "status",
-            description: "Providers and why one is unavailable, models, storage backend, observability agent link, calls in flight.",
+            description: "Providers and why one is unavailable, models, conversation storage and whether it answers, Supabase spool and uploads, observability agent link, calls in flight.",
             input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
         },
     ]
@@ -226,7 +226,8 @@ impl Tools {
             "providers": providers,
             "models": MODELS.len(),
             "default_model": self.chat.default_model().name,
-            "storage": {"backend": self.chat.storage_backend().as_str()},
+            "storage": storage_status(&self.chat),
+            "supabase": supabase_status(&self.chat),
             "agent": {"connected": pipe.connected, "events_dropped": pipe.dropped.total(), "queue_depth": pipe.queue_depth},
             "in_flight": limits.in_flight(),
         });
@@ -238,6 +239,23 @@ impl Tools {
             text,
             is_error: false,
             meta,
+        }
+    }
+}
+
+fn storage_status(chat: &ChatService) -> Value {
+    let health = chat.storage_health();
+    json!({"backend": chat.storage_backend().as_str(), "reachable": health.reachable, "error": health.error})
+}
+
+fn supabase_status(chat: &ChatService) -> Value {
+    match chat.persistence() {
+        None => json!({"enabled": false}),
+        Some(p) => {
+            let s = p.status();
+            json!({"enabled": true, "spool_records": s.spool.depth, "spool_bytes": s.spool.bytes,
+                   "spool_max_bytes": s.spool.max_bytes, "spool_refused": s.spool.refused,
+                   "uploaded": s.uploaded, "failing": s.failing})
         }
     }
 }

@@ -2,6 +2,7 @@
 //! default; Redis (when `REDIS_URL` is set) is another implementation of the same trait.
 
 pub mod memory;
+pub mod redis;
 
 use exai_proto::StorageBackend;
 use futures_util::future::BoxFuture;
@@ -47,8 +48,24 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+/// Whether a backend answers, for the `status` tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub reachable: bool,
+    /// Why not, when it is not.
+    pub error: Option<String>,
+}
+
 pub trait ConversationStore: Send + Sync {
     fn backend(&self) -> StorageBackend;
+
+    /// What the store last learnt about its backend; memory always answers.
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            reachable: true,
+            error: None,
+        }
+    }
 
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>>;
 

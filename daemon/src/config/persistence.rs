@@ -1,0 +1,295 @@
+//! Where conversations live (memory or Redis) and whether turns are persisted to Supabase.
+
+use super::{at_least, flag, Flags};
+use crate::providers::Secret;
+use exai_proto::settings::{EnvSource, SettingError, Settings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// `REDIS_URL`; `None` keeps threads in memory. A secret: it may carry a password.
+    pub redis_url: Option<Secret>,
+    /// Longest one storage read or write may take before the chat goes on without it,
+    /// and the Redis connect and response timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupabaseConfig {
+    /// The project URL, e.g. `https://xyz.supabase.co`; `/rest/v1/…` is appended.
+    pub url: String,
+    pub service_role_key: Secret,
+    /// Durable spool of records waiting for upload.
+    pub spool_dir: PathBuf,
+    /// Past this many bytes on disk new records are refused (and counted) until the
+    /// uploader catches up.
+    pub spool_max_bytes: u64,
+    /// Records sent in one upload (each record is a conversation row and two messages).
+    pub batch_records: usize,
+    /// How long one upload request may take.
+    pub request_timeout: Duration,
+    /// After Supabase rejects the key (401/403), how long uploads pause before one try.
+    pub auth_retry: Duration,
+}
+
+/// The spool's default home: durable across reboots, unlike `/tmp`.
+fn default_spool_dir(env: &dyn EnvSource) -> PathBuf {
+    match env.get("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(state) => PathBuf::from(state).join("exai/spool"),
+        None => match env.get("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/state/exai/spool"),
+            None => PathBuf::from("/var/tmp/exai/spool"),
+        },
+    }
+}
+
+pub(super) fn storage(s: &Settings, flags: &Flags) -> Result<StorageConfig, SettingError> {
+    let url: String = s
+        .get_checked(
+            "REDIS_URL",
+            flag("--redis-url", &flags.redis_url),
+            String::new(),
+            |u| {
+                let u = u.trim();
+                if u.is_empty()
+                    || u.starts_with("redis://")
+                    || u.starts_with("unix://")
+                    || u.starts_with("redis+unix://")
+                {
+                    Ok(())
+                } else if u.starts_with("rediss://") {
+                    Err("TLS (rediss://) is not built in; use redis:// or unix://".into())
+                } else {
+                    Err("expected a redis://host:port[/db] or unix:///path URL".into())
+                }
+            },
+        )
+        // The URL may hold a password: an error shows its scheme only.
+        .map_err(|mut e| {
+            e.value = redact_url(&e.value);
+            e
+        })?;
+    let timeout_ms = s.get_checked("EXAI_STORAGE_TIMEOUT_MS", None, 500u64, |ms| match ms {
+        10..=60_000 => Ok(()),
+        _ => Err("expected 10 to 60000 ms".into()),
+    })?;
+    Ok(StorageConfig {
+        redis_url: Some(url.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .map(Secret::new),
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+pub(super) fn supabase(
+    env: &dyn EnvSource,
+    s: &Settings,
+    flags: &Flags,
+) -> Result<Option<SupabaseConfig>, SettingError> {
+    let url: String = s.get_checked("SUPABASE_URL", None, String::new(), |u| {
+        if u.is_empty() || u.starts_with("http://") || u.starts_with("https://") {
+            Ok(())
+        } else {
+            Err("expected an http:// or https:// URL".into())
+        }
+    })?;
+    let key = env
+        .get("SUPABASE_SERVICE_ROLE_KEY")
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let (url, key) = match (url.trim(), key) {
+        ("", None) => return Ok(None),
+        ("", Some(_)) => return Err(SettingError {
+            key: "SUPABASE_URL",
+            flag: None,
+            value: String::new(),
+            why:
+                "must be set when SUPABASE_SERVICE_ROLE_KEY is (or unset both to turn Supabase off)"
+                    .into(),
+        }),
+        (_, None) => {
+            return Err(SettingError {
+                key: "SUPABASE_SERVICE_ROLE_KEY",
+                flag: None,
+                value: String::new(),
+                why: "must be set when SUPABASE_URL is (or unset both to turn Supabase off)".into(),
+            })
+        }
+        (url, Some(key)) => (url.trim_end_matches('/').to_string(), key),
+    };
+    Ok(Some(SupabaseConfig {
+        url,
+        service_role_key: Secret::new(key),
+        spool_dir: s.get(
+            "EXAI_SPOOL_DIR",
+            flag("--spool-dir", &flags.spool_dir),
+            default_spool_dir(env),
+        )?,
+        spool_max_bytes: s.get_checked(
+            "EXAI_SPOOL_MAX_BYTES",
+            None,
+            256u64 << 20,
+            |n| match n {
+                65_536.. => Ok(()),
+                _ => Err("must be at least 65536 bytes".into()),
+            },
+        )?,
+        batch_records: s.get_checked("EXAI_SUPABASE_BATCH", None, 200usize, |n| match n {
+            1..=5_000 => Ok(()),
+            _ => Err("expected 1 to 5000 records".into()),
+        })?,
+        request_timeout: Duration::from_secs(s.get_checked(
+            "EXAI_SUPABASE_TIMEOUT_SECS",
+            None,
+            10usize,
+            at_least(1),
+        )? as u64),
+        auth_retry: Duration::from_secs(s.get_checked(
+            "EXAI_SUPABASE_AUTH_RETRY_SECS",
+            None,
+            60usize,
+            at_least(1),
+        )? as u64),
+    }))
+}
+
+/// `redis://:pass@host:6379/0` → `redis://[redacted]@host:6379/0`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}[redacted]{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DaemonConfig, Flags};
+    use super::*;
+
+    #[test]
+    fn memory_and_no_supabase_by_default() {
+        let config = DaemonConfig::load(&[("HOME", "/home/u")], &Flags::default()).unwrap();
+        assert_eq!(config.storage.redis_url, None);
+        assert_eq!(config.storage.timeout, Duration::from_millis(500));
+        assert_eq!(config.supabase, None);
+    }
+
+    #[test]
+    fn redis_url_from_variable_or_flag_and_never_shown_with_its_password() {
+        let env = [("REDIS_URL", "redis://127.0.0.1:6379/2")];
+        let config = DaemonConfig::load(&env, &Flags::default()).unwrap();
+        assert_eq!(
+            config.storage.redis_url.as_ref().map(Secret::expose),
+            Some("redis://127.0.0.1:6379/2")
+        );
+        let flags = Flags {
+            redis_url: Some("unix:///run/redis.sock".into()),
+            ..Flags::default()
+        };
+        let config = DaemonConfig::load(&env, &flags).unwrap();
+        assert_eq!(
+            config.storage.redis_url.as_ref().map(Secret::expose),
+            Some("unix:///run/redis.sock")
+        );
+        let env = [("REDIS_URL", "http://:hunter2-pass@h:1")];
+        let err = DaemonConfig::load(&env, &Flags::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("REDIS_URL=\"http://[redacted]@h:1\": expected a redis://"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"));
+        let env = [("REDIS_URL", "rediss://h:1")];
+        let err = DaemonConfig::load(&env, &Flags::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("TLS (rediss://) is not built in"),
+            "{err}"
+        );
+        let env = [("EXAI_STORAGE_TIMEOUT_MS", "5")];
+        let err = DaemonConfig::load(&env, &Flags::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("EXAI_STORAGE_TIMEOUT_MS=\"5\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn supabase_needs_both_url_and_key_and_keeps_the_key_secret() {
+        let env = [
+            ("SUPABASE_URL", "https://abc.supabase.co/"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "service-key-123"),
+            ("HOME", "/home/u"),
+        ];
+        let config = DaemonConfig::load(&env, &Flags::default()).unwrap();
+        let supabase = config.supabase.unwrap();
+        assert_eq!(supabase.url, "https://abc.supabase.co");
+        assert_eq!(supabase.service_role_key.expose(), "service-key-123");
+        assert_eq!(
+            supabase.spool_dir,
+            PathBuf::from("/home/u/.local/state/exai/spool")
+        );
+        assert_eq!(supabase.spool_max_bytes, 256 << 20);
+        assert_eq!(supabase.auth_retry, Duration::from_secs(60));
+        assert!(!format!("{supabase:?}").contains("service-key-123"));
+
+        let flags = Flags {
+            spool_dir: Some("/data/spool".into()),
+            ..Flags::default()
+        };
+        let config = DaemonConfig::load(&env, &flags).unwrap();
+        assert_eq!(
+            config.supabase.unwrap().spool_dir,
+            PathBuf::from("/data/spool")
+        );
+        let without_home = [env[0], env[1]];
+        let config = DaemonConfig::load(&without_home, &Flags::default()).unwrap();
+        assert_eq!(
+            config.supabase.unwrap().spool_dir,
+            PathBuf::from("/var/tmp/exai/spool")
+        );
+
+        let err = DaemonConfig::load(
+            &[("SUPABASE_URL", "https://abc.supabase.co")],
+            &Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SUPABASE_SERVICE_ROLE_KEY=\"\": must be set when SUPABASE_URL is"),
+            "{err}"
+        );
+        let err = DaemonConfig::load(&[("SUPABASE_SERVICE_ROLE_KEY", "k")], &Flags::default())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SUPABASE_URL=\"\": must be set"),
+            "{err}"
+        );
+        let err = DaemonConfig::load(
+            &[
+                ("SUPABASE_URL", "https://abc.supabase.co"),
+                ("SUPABASE_SERVICE_ROLE_KEY", "k"),
+                ("EXAI_SPOOL_MAX_BYTES", "100"),
+            ],
+            &Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EXAI_SPOOL_MAX_BYTES=\"100\": must be at least"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("redis://:pw@h:6379/0"),
+            "redis://[redacted]@h:6379/0"
+        );
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -1,0 +1,178 @@
+//! Reading the spool from the cursor on, and moving the cursor once a batch is uploaded.
+
+use super::open::write_cursor;
+use super::{segment_path, Position, Spool, SpoolError};
+use crate::supabase::frame::{self, Decoded, HEADER, MAX_PAYLOAD};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Records read from the spool, not yet acknowledged.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub payloads: Vec<Vec<u8>>,
+    /// Where the next batch starts; the cursor moves here once this one is uploaded.
+    pub end: Position,
+}
+
+/// The uploader's view of the spool. Only the uploader reads, so it owns the cursor.
+pub struct SpoolReader {
+    spool: Arc<Spool>,
+    /// Everything before this position was uploaded.
+    at: Position,
+    /// The segment file being read, kept open between batches.
+    file: Option<(u64, File)>,
+}
+
+/// Why a record could not be read.
+enum Damage {
+    Torn,
+    Corrupt,
+}
+
+impl SpoolReader {
+    pub(super) fn new(spool: Arc<Spool>, at: Position) -> Self {
+        Self {
+            spool,
+            at,
+            file: None,
+        }
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    pub fn position(&self) -> Position {
+        self.at
+    }
+
+    /// Reads up to `max_records` records, stopping once about `max_bytes` were read.
+    /// Blocking: run it off the async workers. A torn or damaged record (left by a power
+    /// loss, or disk damage) ends its segment: the rest of it cannot be framed, so it is
+    /// skipped with a warning.
+    pub fn read(&mut self, max_records: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
+        let mut pos = self.at;
+        let mut payloads = Vec::new();
+        let mut taken = 0;
+        while payloads.len() < max_records && taken < max_bytes {
+            let active = self.spool.active();
+            if pos.segment > active.segment {
+                break;
+            }
+            let limit = if pos.segment == active.segment {
+                active.offset
+            } else {
+                match fs::metadata(segment_path(&self.spool.dir, pos.segment)) {
+                    Ok(m) => m.len(),
+                    // A sealed segment that is gone holds nothing more to send.
+                    Err(_) => 0,
+                }
+            };
+            if pos.offset >= limit {
+                if pos.segment == active.segment {
+                    break;
+                }
+                pos = next_segment(pos);
+                continue;
+            }
+            match self.read_record(pos, limit)? {
+                Ok(payload) => {
+                    let len = HEADER + payload.len();
+                    pos.offset += len as u64;
+                    taken += len;
+                    payloads.push(payload);
+                }
+                Err(damage) => {
+                    tracing::warn!(
+                        segment = %segment_path(&self.spool.dir, pos.segment).display(),
+                        offset = pos.offset,
+                        skipped_bytes = limit - pos.offset,
+                        kind = match damage { Damage::Torn => "torn", Damage::Corrupt => "damaged" },
+                        "spool: unreadable record; skipping the rest of its segment"
+                    );
+                    if pos.segment == active.segment {
+                        self.spool.seal(pos.segment)?;
+                    }
+                    pos = next_segment(pos);
+                }
+            }
+        }
+        if payloads.is_empty() && pos != self.at {
+            // Only uploaded or unreadable data was passed: nothing to send, so the cursor
+            // moves (and finished segments go) at once.
+            self.commit(pos, 0)?;
+        }
+        Ok(Batch { payloads, end: pos })
+    }
+
+    fn read_record(
+        &mut self,
+        pos: Position,
+        limit: u64,
+    ) -> Result<Result<Vec<u8>, Damage>, SpoolError> {
+        if limit - pos.offset < HEADER as u64 {
+            return Ok(Err(Damage::Torn));
+        }
+        let path = segment_path(&self.spool.dir, pos.segment);
+        let file = match &mut self.file {
+            Some((segment, file)) if *segment == pos.segment => file,
+            slot => {
+                let file = File::open(&path).map_err(SpoolError::io("cannot open", &path))?;
+                &mut slot.insert((pos.segment, file)).1
+            }
+        };
+        let mut buf = vec![0u8; HEADER];
+        file.seek(SeekFrom::Start(pos.offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(SpoolError::io("cannot read", &path))?;
+        let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_PAYLOAD {
+            return Ok(Err(Damage::Corrupt));
+        }
+        if pos.offset + (HEADER + len) as u64 > limit {
+            return Ok(Err(Damage::Torn));
+        }
+        buf.resize(HEADER + len, 0);
+        file.read_exact(&mut buf[HEADER..])
+            .map_err(SpoolError::io("cannot read", &path))?;
+        match frame::decode(&buf) {
+            Decoded::Record { .. } => {
+                buf.drain(..HEADER);
+                Ok(Ok(buf))
+            }
+            Decoded::Corrupt => Ok(Err(Damage::Corrupt)),
+            Decoded::Torn | Decoded::End => Ok(Err(Damage::Torn)),
+        }
+    }
+
+    /// Records that everything before `end` was uploaded (`records` of them since the
+    /// last commit): saves the cursor, then deletes the segments wholly before it.
+    pub fn commit(&mut self, end: Position, records: u64) -> Result<(), SpoolError> {
+        write_cursor(&self.spool.dir, end)?;
+        for segment in self.at.segment..end.segment {
+            let path = segment_path(&self.spool.dir, segment);
+            if let Ok(meta) = fs::metadata(&path) {
+                fs::remove_file(&path).map_err(SpoolError::io("cannot delete", &path))?;
+                self.spool.bytes.fetch_sub(meta.len(), Relaxed);
+            }
+        }
+        if self.file.as_ref().is_some_and(|(s, _)| *s < end.segment) {
+            self.file = None;
+        }
+        self.at = end;
+        let _ = self
+            .spool
+            .depth
+            .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(records)));
+        Ok(())
+    }
+}
+
+fn next_segment(pos: Position) -> Position {
+    Position {
+        segment: pos.segment + 1,
+        offset: 0,
+    }
+}
