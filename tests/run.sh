@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # Debian packages the tests use, as "command:package" pairs.
-NEEDED=()
+NEEDED=(
+    "promtool:prometheus"   # promtool checks /metrics; the prometheus server scrapes it
+)
 missing=()
 for pair in "${NEEDED[@]}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

@@ -36,14 +36,19 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(name: &'static str, args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(bin_path(name));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args);
         cmd.env("EXAI_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn_command(name, cmd)
+    }
+
+    /// Starts any program (a Prometheus server, say), collecting its stderr.
+    pub fn spawn_command(name: &'static str, mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));

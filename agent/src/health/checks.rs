@@ -97,7 +97,8 @@ fn redis_error(e: &redis::RedisError) -> String {
     }
 }
 
-/// Whether Supabase's REST API answers the service role key.
+/// Whether Supabase's REST API answers the service role key: a one-row select on the
+/// conversations table, which also shows the schema is in place.
 pub struct SupabaseCheck {
     http: reqwest::Client,
     url: String,
@@ -112,7 +113,10 @@ impl SupabaseCheck {
                 .connect_timeout(timeout)
                 .build()
                 .unwrap_or_default(),
-            url: format!("{}/rest/v1/", base.trim_end_matches('/')),
+            url: format!(
+                "{}/rest/v1/conversations?select=id&limit=1",
+                base.trim_end_matches('/')
+            ),
             key,
         }
     }
