@@ -227,9 +227,11 @@ async fn probe(conn: ConnectionManager, health: Arc<Health>, cancel: Cancellatio
             Err(e) => {
                 let why = describe(&e);
                 if first {
-                    tracing::warn!(url = %health.shown_url, error = %why,
-                        "Redis unreachable at start; chats answer without history until it is up");
-                    health.reachable.store(false, Ordering::Release);
+                    // A chat may have found out first and said so already.
+                    if health.reachable.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(url = %health.shown_url, error = %why,
+                            "Redis unreachable at start; chats answer without history until it is up");
+                    }
                     *health.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
                 } else {
                     health.down(why);
