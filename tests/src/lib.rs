@@ -2,9 +2,11 @@
 //! scrape their metrics, and wait for what a user would observe.
 
 pub mod fake_llm;
+pub mod fake_postgrest;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod redis;
 
 pub use metrics::Scrape;
 pub use process::{Agent, Daemon, Proc};
