@@ -9,6 +9,7 @@ log() { printf '\n== %s\n' "$*"; }
 # Debian packages the tests use, as "command:package" pairs.
 NEEDED=(
     "promtool:prometheus"   # promtool checks /metrics; the prometheus server scrapes it
+    "redis-server:redis-server"   # conversation storage tests run a real Redis
 )
 missing=()
 for pair in "${NEEDED[@]}"; do
