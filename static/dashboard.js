@@ -458,6 +458,7 @@
       state.attempts = 0;
       state.lastStatsLocal = performance.now();
       setConnection("connected");
+      sendSearch();
     };
     ws.onmessage = (m) => { if (socket === ws) onMessage(m.data); };
     ws.onerror = () => { /* onclose follows and handles it */ };
@@ -491,6 +492,7 @@
       case "snapshot": onSnapshot(msg); break;
       case "stats": onStats(msg); break;
       case "events": onEvents(msg); break;
+      case "search_result": onSearchResult(msg); break;
       case "health":
         state.health = msg.health !== undefined ? msg.health : null;
         renderHealth();
@@ -669,6 +671,37 @@
   function onFilterChange() {
     state.filter.service = el.filter.value;
     state.filter.search = el.search.value.trim().toLowerCase();
+    eventsFull = true;
+    scheduleEventsRender();
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(sendSearch, SEARCH_DEBOUNCE_MS);
+  }
+
+  // The live stream shows a rate-limited sliver of a busy second, so a correlation id
+  // typed in the search box is also looked up in the agent's recent request events,
+  // and again every few seconds while it stays there.
+  const SEARCH_DEBOUNCE_MS = 250;
+  const SEARCH_REPEAT_MS = 2000;
+  let searchTimer = null;
+
+  function sendSearch() {
+    const needle = el.search.value.trim();
+    if (!needle || !socket || socket.readyState !== WebSocket.OPEN) return;
+    try { socket.send(JSON.stringify({ type: "search", correlation_id: needle })); } catch (e) { /* closing */ }
+  }
+  setInterval(sendSearch, SEARCH_REPEAT_MS);
+
+  function eventKey(e) {
+    return e.at_ms + "|" + e.kind + "|" + e.correlation_id + "|" + e.summary;
+  }
+
+  function onSearchResult(msg) {
+    const known = new Set(state.events.map(eventKey));
+    const found = arr(msg.events).map(normaliseEvent).filter((e) => !known.has(eventKey(e)));
+    if (!found.length) return;
+    const merged = state.events.concat(found).sort((a, b) => (b.at_ms || 0) - (a.at_ms || 0));
+    for (const e of merged.splice(MAX_EVENTS)) e.evicted = true;
+    state.events = merged;
     eventsFull = true;
     scheduleEventsRender();
   }

@@ -9,6 +9,7 @@ log() { printf '\n== %s\n' "$*"; }
 # Debian packages the tests use, as "command:package" pairs.
 NEEDED=(
     "promtool:prometheus"   # promtool checks /metrics; the prometheus server scrapes it
+    "chromium:chromium"     # the dashboard's browser tests (driven by Playwright)
     "redis-server:redis-server"   # conversation storage tests run a real Redis
 )
 missing=()
@@ -23,9 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
 
-# The official MCP Python SDK drives the daemon in the end-to-end tests.
+# The official MCP Python SDK drives the daemon; Playwright drives the system Chromium.
 venv=tests/.venv
-if ! "$venv/bin/python" -c 'import mcp, websockets' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import mcp, websockets, playwright' >/dev/null 2>&1; then
     log "creating $venv with the MCP Python SDK"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
         sudo_cmd=""

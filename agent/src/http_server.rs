@@ -64,7 +64,9 @@ pub async fn serve(listener: TcpListener, handler: Handler, cancel: Cancellation
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                // The dashboard's /ws upgrades; other handlers never ask to.
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {

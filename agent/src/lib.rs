@@ -3,6 +3,7 @@
 //! not MCP.
 
 pub mod config;
+pub mod dashboard;
 pub mod health;
 pub mod http_server;
 pub mod listener;
@@ -13,3 +14,10 @@ pub use sink::{DaemonInfo, EventSink};
 
 /// The agent's version, for build info.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,5 +1,6 @@
 use clap::Parser;
 use exai_agent::config::{AgentConfig, Endpoint, Flags};
+use exai_agent::dashboard::{self, Dashboard};
 use exai_agent::health::{self, link::DaemonLink, HealthChecker};
 use exai_agent::http_server::{self, Handler};
 use exai_agent::listener;
@@ -73,6 +74,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let events = listener::bind(&config.events_socket)?;
     let metrics_listener = bind_if("METRICS_PORT", config.metrics).await?;
     let health_listener = bind_if("HEALTH_CHECK_PORT", config.health).await?;
+    let dashboard_listener = bind_if("MONITORING_PORT", config.monitoring).await?;
     info!(socket = %config.events_socket.display(), version = exai_agent::VERSION, "listening for daemons");
 
     let cancel = CancellationToken::new();
@@ -97,13 +99,34 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             cancel.child_token(),
         ));
     }
+    let dashboard = Arc::new(Dashboard::new(
+        config.dashboard.clone(),
+        &registry,
+        pipe.clone(),
+        health.clone(),
+        config.health_checks.timezone,
+    ));
+    if let Some(listener) = dashboard_listener {
+        info!(addr = %listener.local_addr()?, "dashboard listening");
+        let stop = cancel.child_token();
+        tasks.spawn(http_server::serve(
+            listener,
+            dashboard::server::handler(dashboard.clone(), stop.clone()),
+            stop.clone(),
+        ));
+        tasks.spawn(dashboard.clone().run(stop));
+    }
     tasks.spawn(expire_departed(
         instances,
         pipe.clone(),
         service.clone(),
+        dashboard.clone(),
         cancel.child_token(),
     ));
-    let sinks: Vec<Arc<dyn EventSink>> = vec![service, link];
+    let mut sinks: Vec<Arc<dyn EventSink>> = vec![service, link];
+    if config.monitoring.enabled {
+        sinks.push(dashboard);
+    }
     tasks.spawn(listener::serve(
         events,
         Arc::new(FanOut(sinks)),
@@ -134,6 +157,7 @@ async fn expire_departed(
     instances: Arc<Instances>,
     pipe: Arc<PipeMetrics>,
     service: Arc<ServiceMetrics>,
+    dashboard: Arc<Dashboard>,
     cancel: CancellationToken,
 ) {
     let ttl = instances.ttl();
@@ -148,6 +172,7 @@ async fn expire_departed(
         for gone in &expired {
             info!(instance = %gone.instance_id, "removing the series of a daemon gone past its time to live");
             pipe.forget(&gone.instance_id, &gone.label);
+            dashboard.forget(&gone.instance_id);
         }
         service.forget(&expired);
     }

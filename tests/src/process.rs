@@ -138,6 +138,8 @@ pub struct Agent {
     pub metrics_port: u16,
     /// `None` when the agent was started with `HEALTH_CHECK_ENABLED=false`.
     pub health_port: Option<u16>,
+    /// `None` when the agent was started with `MONITORING_ENABLED=false`.
+    pub dashboard_port: Option<u16>,
 }
 
 impl Agent {
@@ -168,11 +170,13 @@ impl Agent {
         };
         let metrics_port = port_of("metrics listening");
         let health_port = enabled("HEALTH_CHECK_ENABLED").then(|| port_of("health listening"));
+        let dashboard_port = enabled("MONITORING_ENABLED").then(|| port_of("dashboard listening"));
         proc.wait_for_log("listening for daemons");
         Self {
             proc,
             metrics_port,
             health_port,
+            dashboard_port,
         }
     }
 
@@ -268,6 +272,14 @@ impl Daemon {
 /// Runs a scenario of `tests/py/mcp_client.py` with the official MCP Python SDK and
 /// returns the JSON objects it printed, by `step`.
 pub fn python_sdk(args: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    python("mcp_client.py", args)
+}
+
+/// Runs `tests/py/<script>` in the test venv; its JSON lines, keyed by their `step`.
+pub fn python(
+    script: &str,
+    args: &[&str],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
     assert!(
@@ -278,7 +290,7 @@ pub fn python_sdk(args: &[&str]) -> std::collections::BTreeMap<String, serde_jso
     let out = Command::new(python)
         .arg("-W")
         .arg("ignore::DeprecationWarning")
-        .arg(root.join("py/mcp_client.py"))
+        .arg(root.join("py").join(script))
         .args(args)
         .output()
         .expect("run the Python client");

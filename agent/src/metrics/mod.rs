@@ -2,6 +2,7 @@
 //! the daemons' heartbeats. Distributions (latencies, time to first token) are built
 //! from sampled events, each weighted by its sampling rate: estimates, documented as such.
 
+pub mod deltas;
 pub mod instances;
 pub mod pipe;
 pub mod service;

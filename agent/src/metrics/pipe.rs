@@ -25,6 +25,14 @@ pub struct PipeMetrics {
     instances: Arc<Instances>,
 }
 
+/// The pipe's figures, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeSummary {
+    pub received: u64,
+    pub lost: u64,
+    pub dropped: DropCounts,
+}
+
 /// The counters of one connected daemon, looked up once at its Hello.
 pub struct InstanceCounters {
     /// By event kind, indexed by `EventLabel::index`.
@@ -135,6 +143,36 @@ impl PipeMetrics {
             let _ = family.remove_label_values(&[instance]);
         }
         let _ = self.lost.remove_label_values(&[instance]);
+    }
+
+    /// Events received and lost, and dropped by the daemons, summed over every daemon
+    /// this agent has heard from.
+    pub fn summary(&self) -> PipeSummary {
+        let sum = |family: &IntCounterVec, label: Option<(&str, &str)>| -> u64 {
+            prometheus::core::Collector::collect(family)
+                .iter()
+                .flat_map(|f| f.get_metric())
+                .filter(|m| {
+                    label.is_none_or(|(name, value)| {
+                        m.get_label()
+                            .iter()
+                            .any(|l| l.name() == name && l.value() == value)
+                    })
+                })
+                .map(|m| m.get_counter().get_value() as u64)
+                .sum()
+        };
+        let dropped =
+            |reason: DropReason| sum(&self.daemon_dropped, Some(("reason", reason.as_str())));
+        PipeSummary {
+            received: sum(&self.received, None),
+            lost: sum(&self.lost, None),
+            dropped: DropCounts {
+                queue_full: dropped(DropReason::QueueFull),
+                write_error: dropped(DropReason::WriteError),
+                disconnected: dropped(DropReason::Disconnected),
+            },
+        }
     }
 
     pub fn frame_rejected(&self, reason: &str) {

@@ -6,6 +6,7 @@
 //! instance starts from zero and only its increases are added). Histograms are fed by
 //! sampled events, weighted.
 
+use super::deltas::RunningTotals;
 use super::instances::{Expired, OTHER};
 use super::weighted::WeightedHistogramVec;
 use super::{counter_vec, float_gauge_vec, gauge_vec, register};
@@ -20,7 +21,6 @@ use exai_proto::{
 };
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
@@ -51,31 +51,21 @@ pub struct ServiceMetrics {
     cpu: GaugeVec,
     disk: GaugeVec,
     daemon_info: IntGaugeVec,
-    /// What each daemon's totals read at its last heartbeat, by instance id.
-    last: Mutex<HashMap<String, LastSeen>>,
+    state: Mutex<State>,
 }
 
-/// One daemon's running totals as last added, and its current gauges.
 #[derive(Default)]
-struct LastSeen {
-    counts: HashMap<CountKey, u64>,
+struct State {
+    totals: RunningTotals,
+    /// Each daemon's gauges from its last heartbeat, by instance id.
+    gauges: HashMap<String, DaemonGauges>,
+}
+
+#[derive(Default)]
+struct DaemonGauges {
     connections: u32,
     in_flight: u32,
     connected: bool,
-}
-
-/// A running total, identified by its family and label values.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum CountKey {
-    WsMessages(u8),
-    WsBytes(u8),
-    Requests(u8, u8, u8, u8),
-    Calls(u8, exai_proto::ModelName, u8),
-    InputTokens(u8, exai_proto::ModelName, u8),
-    OutputTokens(u8, exai_proto::ModelName, u8),
-    Storage(u8, u8, u8),
-    Supabase(u8, u8, u8),
-    Connections(u8, u8, u8),
 }
 
 /// The process figures of the agent itself carry this `instance` label.
@@ -118,7 +108,7 @@ impl ServiceMetrics {
             cpu: float_gauge_vec(registry, "mcp_cpu_usage_percent", "CPU use of each process, in percent of one core.", &["component", "instance"]),
             disk: float_gauge_vec(registry, "mcp_disk_usage_percent", "Use of the filesystem holding the checked path, in percent (from the health checks).", &["path"]),
             daemon_info: gauge_vec(registry, "exai_daemon_info", "1 while a daemon of this version is connected, 0 after.", &["instance", "version"]),
-            last: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -138,9 +128,10 @@ impl ServiceMetrics {
 
     /// Removes the series of daemons that went away long ago.
     pub fn forget(&self, expired: &[Expired]) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for gone in expired {
-            last.remove(&gone.instance_id);
+            state.totals.forget(&gone.instance_id);
+            state.gauges.remove(&gone.instance_id);
             if gone.label == OTHER {
                 continue;
             }
@@ -177,17 +168,23 @@ impl ServiceMetrics {
         self.spool_depth
             .with_label_values(&[&daemon.label])
             .set(hb.spool_depth as i64);
-        let mut all = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let last = all.entry(daemon.instance_id.clone()).or_default();
-        last.connected = true;
-        last.connections = hb.connections;
-        last.in_flight = hb.in_flight;
-        self.add_totals(&mut last.counts, &hb.totals);
-        self.set_sums(&all);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let increase = state.totals.increase(&daemon.instance_id, &hb.totals);
+        state.gauges.insert(
+            daemon.instance_id.clone(),
+            DaemonGauges {
+                connections: hb.connections,
+                in_flight: hb.in_flight,
+                connected: true,
+            },
+        );
+        self.set_sums(&state.gauges);
+        drop(state);
+        self.add(&increase);
     }
 
     /// Gauges summed over the connected daemons.
-    fn set_sums(&self, all: &HashMap<String, LastSeen>) {
+    fn set_sums(&self, all: &HashMap<String, DaemonGauges>) {
         let live = all.values().filter(|l| l.connected);
         let (connections, in_flight) = live.fold((0i64, 0i64), |(c, f), l| {
             (c + i64::from(l.connections), f + i64::from(l.in_flight))
@@ -196,72 +193,53 @@ impl ServiceMetrics {
         self.in_flight.set(in_flight);
     }
 
-    fn add_totals(&self, counts: &mut HashMap<CountKey, u64>, t: &Totals) {
+    /// Adds the increase of the daemons' running totals to the counters.
+    fn add(&self, t: &Totals) {
         for w in &t.ws_messages {
             let d = w.direction.as_str();
-            let n = grew(counts, CountKey::WsMessages(w.direction as u8), w.messages);
-            inc(&self.ws_messages, &[d], n);
-            let n = grew(counts, CountKey::WsBytes(w.direction as u8), w.bytes);
-            inc(&self.ws_bytes, &[d], n);
+            inc(&self.ws_messages, &[d], w.messages);
+            inc(&self.ws_bytes, &[d], w.bytes);
         }
         for r in &t.requests {
-            let key = CountKey::Requests(
-                r.transport as u8,
-                r.method as u8,
-                r.tool as u8,
-                r.status as u8,
-            );
-            let n = grew(counts, key, r.count);
             let status = r.status.as_str();
             inc(
                 &self.requests,
                 &[r.method.as_str(), r.transport.as_str(), status],
-                n,
+                r.count,
             );
             if r.tool != exai_proto::Tool::None {
-                inc(&self.tool_calls, &[r.tool.as_str(), status], n);
+                inc(&self.tool_calls, &[r.tool.as_str(), status], r.count);
             }
             if matches!(r.status, RequestStatus::Error | RequestStatus::ToolError) {
-                inc(&self.errors, &["mcp", status], n);
+                inc(&self.errors, &["mcp", status], r.count);
             }
         }
         for c in &t.provider_calls {
-            let (p, s) = (c.provider as u8, c.status as u8);
-            let model = model_label(c.model.as_str());
-            let labels = [c.provider.as_str(), model];
-            let n = grew(counts, CountKey::Calls(p, c.model, s), c.calls);
+            let (provider, model) = (c.provider.as_str(), model_label(c.model.as_str()));
             inc(
                 &self.api_calls,
-                &[labels[0], labels[1], c.status.as_str()],
-                n,
+                &[provider, model, c.status.as_str()],
+                c.calls,
             );
             if !matches!(c.status, CallStatus::Success | CallStatus::Cancelled) {
-                inc(&self.errors, &[c.provider.as_str(), c.status.as_str()], n);
+                inc(&self.errors, &[provider, c.status.as_str()], c.calls);
             }
-            let n = grew(counts, CountKey::InputTokens(p, c.model, s), c.input_tokens);
-            inc(&self.tokens, &[labels[0], labels[1], "input"], n);
-            let n = grew(
-                counts,
-                CountKey::OutputTokens(p, c.model, s),
-                c.output_tokens,
-            );
-            inc(&self.tokens, &[labels[0], labels[1], "output"], n);
+            inc(&self.tokens, &[provider, model, "input"], c.input_tokens);
+            inc(&self.tokens, &[provider, model, "output"], c.output_tokens);
         }
         for s in &t.storage {
-            let key = CountKey::Storage(s.op as u8, s.backend as u8, s.result as u8);
-            let n = grew(counts, key, s.count);
             let result = s.result.as_str();
             inc(
                 &self.storage_ops,
                 &[s.op.as_str(), s.backend.as_str(), result],
-                n,
+                s.count,
             );
             if matches!(s.result, StorageResult::Error | StorageResult::Timeout) {
-                inc(&self.errors, &["storage", result], n);
+                inc(&self.errors, &["storage", result], s.count);
             }
             match (s.op, s.result) {
-                (StorageOp::Get, StorageResult::Hit) => self.reads[0].fetch_add(n, Relaxed),
-                (StorageOp::Get, StorageResult::Miss) => self.reads[1].fetch_add(n, Relaxed),
+                (StorageOp::Get, StorageResult::Hit) => self.reads[0].fetch_add(s.count, Relaxed),
+                (StorageOp::Get, StorageResult::Miss) => self.reads[1].fetch_add(s.count, Relaxed),
                 _ => 0,
             };
         }
@@ -271,28 +249,28 @@ impl ServiceMetrics {
                 .set(hits as f64 / (hits + misses) as f64);
         }
         for s in &t.supabase {
-            let key = CountKey::Supabase(s.op as u8, s.table as u8, s.result as u8);
-            let n = grew(counts, key, s.count);
             let result = s.result.as_str();
             inc(
                 &self.supabase_ops,
                 &[s.op.as_str(), s.table.as_str(), result],
-                n,
+                s.count,
             );
             if s.result != SupabaseResult::Ok {
-                inc(&self.errors, &["supabase", result], n);
+                inc(&self.errors, &["supabase", result], s.count);
             }
         }
         for c in &t.connections {
-            let key = CountKey::Connections(c.transport as u8, c.phase as u8, c.reason as u8);
-            let n = grew(counts, key, c.count);
             inc(
                 &self.connections,
                 &[c.transport.as_str(), c.phase.as_str(), c.reason.as_str()],
-                n,
+                c.count,
             );
             if c.phase == ConnectionPhase::Refused {
-                inc(&self.errors, &[c.transport.as_str(), c.reason.as_str()], n);
+                inc(
+                    &self.errors,
+                    &[c.transport.as_str(), c.reason.as_str()],
+                    c.count,
+                );
             }
         }
     }
@@ -370,18 +348,12 @@ impl EventSink for ServiceMetrics {
         self.daemon_info
             .with_label_values(&[&daemon.label, &daemon.version])
             .set(0);
-        let mut all = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(last) = all.get_mut(&daemon.instance_id) {
-            last.connected = false;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gauges) = state.gauges.get_mut(&daemon.instance_id) {
+            gauges.connected = false;
         }
-        self.set_sums(&all);
+        self.set_sums(&state.gauges);
     }
-}
-
-/// The increase of a running total since it was last seen.
-fn grew<K: Hash + Eq>(counts: &mut HashMap<K, u64>, key: K, now: u64) -> u64 {
-    let before = counts.insert(key, now).unwrap_or(0);
-    now.saturating_sub(before)
 }
 
 fn inc(family: &IntCounterVec, labels: &[&str], n: u64) {

@@ -1,0 +1,347 @@
+//! What a Prometheus scrape of `/metrics` costs the agent at 10,000 series: `gather` (every
+//! collector copies its series into protobuf structs) and the text encoding, as the
+//! metrics handler does them.
+//!
+//! The registry is filled the way the listener fills it: each daemon says Hello (its pipe
+//! counters and info series), then sends a heartbeat whose running totals cover the whole
+//! label vocabulary and a batch of sampled events that gives every histogram its series.
+//! The instance-independent families top out near 1,200 series, so 10,000 takes ~490
+//! labelled daemons (18 series each); the bench raises the instance cap to fit them.
+//! Run: cargo bench -p exai-agent --bench render
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use exai_agent::metrics::instances::Instances;
+use exai_agent::metrics::pipe::PipeMetrics;
+use exai_agent::metrics::service::ServiceMetrics;
+use exai_agent::{DaemonInfo, EventSink};
+use exai_proto::heartbeat::{
+    ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal, WsTotal,
+};
+use exai_proto::{
+    CallStatus, ConnectionPhase, Direction, DropCounts, Event, EventKind, EventLabel, Heartbeat,
+    McpMethod, ModelName, PipeStats, ProcessStats, Provider, RefusalReason, RequestStatus,
+    SamplingPolicy, StorageBackend, StorageOp, StorageResult, SupabaseOp, SupabaseResult,
+    SupabaseTable, Tool, Totals, Transport,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Daemons in the fleet; with the instance-independent families this gives ≥ 10,000 series.
+const DAEMONS: usize = 500;
+
+const MODELS: &[(Provider, &str)] = &[
+    (Provider::Kimi, "kimi-k2-0905-preview"),
+    (Provider::Kimi, "kimi-k2-turbo-preview"),
+    (Provider::Kimi, "kimi-thinking-preview"),
+    (Provider::Kimi, "moonshot-v1-8k"),
+    (Provider::Kimi, "moonshot-v1-32k"),
+    (Provider::Kimi, "moonshot-v1-128k"),
+    (Provider::Kimi, "a-model-the-agent-does-not-know"),
+    (Provider::Glm, "glm-4.6"),
+    (Provider::Glm, "glm-4.5"),
+    (Provider::Glm, "glm-4.5-air"),
+    (Provider::Glm, "glm-4.5-flash"),
+    (Provider::Glm, "glm-5-preview"),
+];
+
+fn event(weight: u32, kind: EventKind) -> Event {
+    Event {
+        at_unix_us: 1_764_000_000_000_000,
+        correlation: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        weight,
+        kind,
+    }
+}
+
+/// Running totals over the whole vocabulary a daemon can report, scaled by `n`.
+fn totals(n: u64) -> Totals {
+    let mut t = Totals::default();
+    for direction in Direction::ALL {
+        t.ws_messages.push(WsTotal {
+            direction: *direction,
+            messages: 40 * n,
+            bytes: 40_000 * n,
+        });
+    }
+    for transport in Transport::ALL {
+        for method in McpMethod::ALL {
+            let tools: &[Tool] = match method {
+                McpMethod::ToolsCall => &Tool::ALL[1..],
+                _ => &[Tool::None],
+            };
+            for tool in tools {
+                for status in RequestStatus::ALL {
+                    t.requests.push(RequestTotal {
+                        transport: *transport,
+                        method: *method,
+                        tool: *tool,
+                        status: *status,
+                        count: 3 * n,
+                    });
+                }
+            }
+        }
+    }
+    for (provider, model) in MODELS {
+        for status in CallStatus::ALL {
+            t.provider_calls.push(ProviderTotal {
+                provider: *provider,
+                model: ModelName::new(model),
+                status: *status,
+                calls: n,
+                input_tokens: 250 * n,
+                output_tokens: 600 * n,
+            });
+        }
+    }
+    for op in StorageOp::ALL {
+        let results: &[StorageResult] = match op {
+            StorageOp::Get => &[
+                StorageResult::Hit,
+                StorageResult::Miss,
+                StorageResult::Error,
+                StorageResult::Timeout,
+            ],
+            _ => &[
+                StorageResult::Ok,
+                StorageResult::Error,
+                StorageResult::Timeout,
+            ],
+        };
+        for backend in StorageBackend::ALL {
+            for result in results {
+                t.storage.push(StorageTotal {
+                    op: *op,
+                    backend: *backend,
+                    result: *result,
+                    count: 2 * n,
+                });
+            }
+        }
+    }
+    for op in SupabaseOp::ALL {
+        for table in SupabaseTable::ALL {
+            for result in SupabaseResult::ALL {
+                t.supabase.push(SupabaseTotal {
+                    op: *op,
+                    table: *table,
+                    result: *result,
+                    count: n,
+                });
+            }
+        }
+    }
+    for transport in Transport::ALL {
+        let mut phases = vec![
+            (ConnectionPhase::Opened, RefusalReason::None),
+            (ConnectionPhase::Closed, RefusalReason::None),
+        ];
+        phases.extend(
+            RefusalReason::ALL[1..]
+                .iter()
+                .map(|r| (ConnectionPhase::Refused, *r)),
+        );
+        for (phase, reason) in phases {
+            t.connections.push(ConnectionTotal {
+                transport: *transport,
+                phase,
+                reason,
+                count: n,
+            });
+        }
+    }
+    t
+}
+
+fn heartbeat(i: usize, n: u64) -> Event {
+    event(
+        1,
+        EventKind::Heartbeat(Box::new(Heartbeat {
+            uptime_ms: n * 1000,
+            process: ProcessStats {
+                rss_bytes: 17_000_000 + i as u64 * 4096,
+                cpu_percent: 12.5,
+            },
+            connections: 30,
+            in_flight: 4,
+            pipe: PipeStats {
+                queue_depth: 12,
+                queue_capacity: 65_536,
+                accepted: 1000 * n,
+                dropped: DropCounts {
+                    queue_full: n,
+                    write_error: 1,
+                    disconnected: 2,
+                },
+            },
+            spool_depth: 3,
+            totals: totals(n),
+        })),
+    )
+}
+
+/// Sampled events touching every histogram label set, at spread-out values.
+fn sampled(i: usize) -> Vec<Event> {
+    let spread = |k: usize, top_us: u64| (((i + k) * 7919) as u64 % top_us) + 50;
+    let mut out = Vec::new();
+    for (k, (transport, method)) in Transport::ALL
+        .iter()
+        .flat_map(|t| McpMethod::ALL.iter().map(move |m| (*t, *m)))
+        .enumerate()
+    {
+        out.push(event(
+            10,
+            EventKind::McpRequest {
+                transport,
+                method,
+                tool: Tool::None,
+                status: RequestStatus::Success,
+                duration_us: spread(k, 2_000_000),
+            },
+        ));
+    }
+    for (k, (provider, model)) in MODELS.iter().enumerate() {
+        out.push(event(
+            1,
+            EventKind::ProviderCall {
+                provider: *provider,
+                model: ModelName::new(model),
+                status: CallStatus::Success,
+                latency_us: spread(k, 60_000_000),
+                ttft_us: Some(spread(k, 5_000_000)),
+                input_tokens: 250,
+                output_tokens: 600,
+                attempts: 1,
+                bytes: 4096,
+            },
+        ));
+    }
+    for (k, (op, backend)) in StorageOp::ALL
+        .iter()
+        .flat_map(|o| StorageBackend::ALL.iter().map(move |b| (*o, *b)))
+        .enumerate()
+    {
+        out.push(event(
+            5,
+            EventKind::Storage {
+                op,
+                backend,
+                result: StorageResult::Ok,
+                latency_us: spread(k, 5_000),
+            },
+        ));
+    }
+    for (k, (op, table)) in SupabaseOp::ALL
+        .iter()
+        .flat_map(|o| SupabaseTable::ALL.iter().map(move |t| (*o, *t)))
+        .enumerate()
+    {
+        out.push(event(
+            1,
+            EventKind::Supabase {
+                op,
+                table,
+                result: SupabaseResult::Ok,
+                http_status: 201,
+                latency_us: spread(k, 500_000),
+                bytes: 900,
+            },
+        ));
+    }
+    out
+}
+
+/// A registry as a long-running agent with `DAEMONS` labelled daemons would hold it.
+fn fleet() -> Registry {
+    let registry = Registry::new();
+    let instances = Arc::new(Instances::new(DAEMONS + 12, Duration::from_secs(600)));
+    let pipe = PipeMetrics::new(&registry, instances);
+    let service = ServiceMetrics::new(&registry);
+    service.agent_process(21_000_000, 3.0);
+    service.disk_usage("/", 41.0);
+    for reason in ["bad_payload", "no_hello"] {
+        pipe.frame_rejected(reason);
+    }
+    for i in 0..DAEMONS {
+        let instance_id = format!("9b2c7e64-51d3-4f0a-8e7b-{i:012x}");
+        let label = pipe.instances().connected(&instance_id);
+        let counters = pipe.instance(&label);
+        counters.connected.set(1);
+        pipe.connection_accepted();
+        let daemon = DaemonInfo {
+            instance_id,
+            label,
+            pid: 1000 + i as u32,
+            version: "0.1.0".into(),
+            started_at_unix_ms: 1_764_000_000_000,
+            sampling: SamplingPolicy::default(),
+        };
+        service.daemon_connected(&daemon);
+        for n in 1..=2 {
+            let mut batch = sampled(i);
+            batch.push(heartbeat(i, n));
+            for (kind, counter) in EventLabel::ALL.iter().zip(&counters.received) {
+                let n = batch.iter().filter(|e| e.kind.label() == *kind).count();
+                counter.inc_by(n as u64 + 1000);
+            }
+            if let Some(Event {
+                kind: EventKind::Heartbeat(hb),
+                ..
+            }) = batch.last()
+            {
+                pipe.daemon_pipe(&daemon.instance_id, &daemon.label, &hb.pipe);
+            }
+            service.events(&daemon, &batch);
+        }
+    }
+    registry
+}
+
+/// What the `/metrics` handler does.
+fn render(registry: &Registry) -> Vec<u8> {
+    let mut body = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut body)
+        .expect("metrics encode");
+    body
+}
+
+fn scrape(c: &mut Criterion) {
+    let registry = fleet();
+    let text = String::from_utf8(render(&registry)).expect("utf-8");
+    let series = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let families = registry.gather().len();
+    println!(
+        "render: {series} series (sample lines) in {families} families, {} KiB of text",
+        text.len() / 1024
+    );
+    assert!(series >= 10_000, "only {series} series");
+
+    let mut group = c.benchmark_group("metrics");
+    group.sample_size(50);
+    group.bench_function("render_10k_series", |b| {
+        b.iter(|| black_box(render(&registry)))
+    });
+    group.bench_function("gather_10k_series", |b| {
+        b.iter(|| black_box(registry.gather()))
+    });
+    let gathered = registry.gather();
+    group.bench_function("encode_10k_series", |b| {
+        b.iter(|| {
+            let mut body = Vec::new();
+            TextEncoder::new()
+                .encode(black_box(&gathered), &mut body)
+                .expect("metrics encode");
+            body
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, scrape);
+criterion_main!(benches);

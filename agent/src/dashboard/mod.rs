@@ -1,0 +1,272 @@
+//! The live dashboard on `MONITORING_PORT`: the page, and `/ws`, which pushes a snapshot
+//! on connect, stats every second, a rate-limited stream of events and health changes
+//! (format: static/README.md). Each client has a bounded queue: a client that does not
+//! keep up loses frames, counted; ingestion never waits for a client.
+
+pub mod assets;
+pub mod events;
+pub mod latency;
+pub mod server;
+pub mod stats;
+
+use crate::config::DashboardConfig;
+use crate::health::{server::Report, HealthCache};
+use crate::metrics::pipe::PipeMetrics;
+use crate::sink::{DaemonInfo, EventSink};
+use events::EventView;
+use prometheus::{IntCounter, IntGauge, Registry};
+use serde_json::{json, Value};
+use stats::Aggregate;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+/// Stats objects kept for a new client's charts: five minutes.
+const HISTORY: usize = 300;
+/// Events a new client's table starts with.
+const SNAPSHOT_EVENTS: usize = 200;
+/// Request events kept for search by correlation id.
+const SEARCHABLE: usize = 20_000;
+/// How often the events stream sends a frame.
+const EVENTS_EVERY: Duration = Duration::from_millis(250);
+
+pub struct Dashboard {
+    config: DashboardConfig,
+    /// Fed on the ingest path, one lock per batch.
+    aggregate: Mutex<Aggregate>,
+    pipe: Arc<PipeMetrics>,
+    health: HealthCache,
+    timezone: chrono_tz::Tz,
+    clients: Mutex<HashMap<u64, mpsc::Sender<Utf8Bytes>>>,
+    next_client: AtomicU64,
+    /// What a new client is sent first.
+    history: Mutex<VecDeque<Arc<Value>>>,
+    recent: Mutex<VecDeque<EventView>>,
+    frames_dropped: IntCounter,
+    clients_gauge: IntGauge,
+}
+
+impl Dashboard {
+    pub fn new(
+        config: DashboardConfig,
+        registry: &Registry,
+        pipe: Arc<PipeMetrics>,
+        health: HealthCache,
+        timezone: chrono_tz::Tz,
+    ) -> Self {
+        let frames_dropped = IntCounter::new(
+            "exai_dashboard_frames_dropped_total",
+            "Dashboard frames not sent because a client's queue was full.",
+        )
+        .expect("valid metric definition");
+        let clients_gauge = IntGauge::new(
+            "exai_dashboard_clients",
+            "Dashboard clients connected to /ws.",
+        )
+        .expect("valid metric definition");
+        for m in [
+            Box::new(frames_dropped.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(clients_gauge.clone()),
+        ] {
+            registry.register(m).expect("metric registered once");
+        }
+        // Enough candidates per priority to fill a frame from any one of them.
+        let per_frame = Self::quota(config.events_per_second);
+        Self {
+            aggregate: Mutex::new(Aggregate::new(per_frame, SEARCHABLE)),
+            config,
+            pipe,
+            health,
+            timezone,
+            clients: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(0),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            recent: Mutex::new(VecDeque::with_capacity(SNAPSHOT_EVENTS)),
+            frames_dropped,
+            clients_gauge,
+        }
+    }
+
+    fn quota(per_second: u32) -> usize {
+        (per_second as usize / 4).max(1)
+    }
+
+    fn aggregate(&self) -> std::sync::MutexGuard<'_, Aggregate> {
+        self.aggregate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a client, or `None` when the cap is reached.
+    fn join(&self) -> Option<(u64, mpsc::Receiver<Utf8Bytes>)> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.len() >= self.config.max_clients {
+            return None;
+        }
+        let id = self.next_client.fetch_add(1, Relaxed);
+        let (tx, rx) = mpsc::channel(self.config.client_queue);
+        clients.insert(id, tx);
+        self.clients_gauge.set(clients.len() as i64);
+        Some((id, rx))
+    }
+
+    fn leave(&self, id: u64) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.remove(&id);
+        self.clients_gauge.set(clients.len() as i64);
+    }
+
+    /// Queues `frame` for every client; a full queue loses it.
+    fn broadcast(&self, frame: &Value) {
+        let text = Utf8Bytes::from(frame.to_string());
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|_, tx| match tx.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.frames_dropped.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        self.clients_gauge.set(clients.len() as i64);
+    }
+
+    fn health_json(&self) -> Value {
+        let checked = self.health.borrow().clone();
+        serde_json::to_value(Report::new(&checked, self.timezone)).unwrap_or(Value::Null)
+    }
+
+    /// The frame a new client gets first.
+    pub fn snapshot(&self) -> Value {
+        let history: Vec<Value> = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        let events: Vec<EventView> = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        json!({
+            "type": "snapshot",
+            "version": crate::VERSION,
+            "at_ms": crate::unix_ms(),
+            "health": self.health_json(),
+            "stats": history.last().cloned().unwrap_or(Value::Null),
+            "history": history,
+            "events": events,
+        })
+    }
+
+    /// Answers a client's search for a correlation id.
+    pub fn search(&self, needle: &str) -> Value {
+        let events = self.aggregate().recent.search(needle, SNAPSHOT_EVENTS);
+        json!({"type": "search_result", "correlation_id": needle, "events": events})
+    }
+
+    /// Sends stats every second, events four times a second and health when it changes,
+    /// until `cancel`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut stats_every = tokio::time::interval(Duration::from_secs(1));
+        let mut events_every = tokio::time::interval(EVENTS_EVERY);
+        for timer in [&mut stats_every, &mut events_every] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        let mut health = self.health.clone();
+        let mut statuses = health.borrow().components.statuses();
+        let mut last_stats = Instant::now();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = stats_every.tick() => {
+                    let elapsed = last_stats.elapsed().as_secs_f64();
+                    last_stats = Instant::now();
+                    self.send_stats(elapsed);
+                }
+                _ = events_every.tick() => self.send_events(),
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = health.borrow_and_update().components.statuses();
+                    if now != statuses {
+                        statuses = now;
+                        self.broadcast(&json!({"type": "health", "health": self.health_json()}));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_stats(&self, elapsed: f64) {
+        let p = self.pipe.summary();
+        let pipe = json!({
+            "received": p.received,
+            "lost": p.lost,
+            "dropped": {
+                "queue_full": p.dropped.queue_full,
+                "write_error": p.dropped.write_error,
+                "disconnected": p.dropped.disconnected,
+            },
+        });
+        let dashboard = json!({
+            "clients": self.clients_gauge.get(),
+            "frames_dropped": self.frames_dropped.get(),
+        });
+        let stats = Arc::new(self.aggregate().tick(elapsed, pipe, dashboard));
+        {
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(stats.clone());
+        }
+        let mut frame = (*stats).clone();
+        frame["type"] = json!("stats");
+        self.broadcast(&frame);
+    }
+
+    fn send_events(&self) {
+        let quota = Self::quota(self.config.events_per_second);
+        let (events, suppressed) = self.aggregate().candidates.take(quota);
+        if events.is_empty() && suppressed == 0 {
+            return;
+        }
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &events {
+                if recent.len() == SNAPSHOT_EVENTS {
+                    recent.pop_front();
+                }
+                recent.push_back(e.clone());
+            }
+        }
+        self.broadcast(&json!({"type": "events", "events": events, "suppressed": suppressed}));
+    }
+
+    /// Forgets a daemon gone for good.
+    pub fn forget(&self, instance_id: &str) {
+        self.aggregate().forget(instance_id);
+    }
+}
+
+impl EventSink for Dashboard {
+    fn daemon_connected(&self, daemon: &DaemonInfo) {
+        self.aggregate().daemon_connected(&daemon.instance_id);
+    }
+
+    fn events(&self, daemon: &DaemonInfo, events: &[exai_proto::Event]) {
+        self.aggregate().events(&daemon.instance_id, events);
+    }
+
+    fn daemon_disconnected(&self, daemon: &DaemonInfo) {
+        self.aggregate().daemon_disconnected(&daemon.instance_id);
+    }
+}
