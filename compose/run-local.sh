@@ -31,6 +31,7 @@ pids+=($!)
 pids+=($!)
 cat >&2 <<INFO
 running: MCP on ws://127.0.0.1:${EXAI_WS_PORT:-8079}/mcp and http://127.0.0.1:${EXAI_WS_PORT:-8079}/mcp,
+dashboard on http://127.0.0.1:${MONITORING_PORT:-8080}/, health on http://127.0.0.1:${HEALTH_CHECK_PORT:-8081}/health,
 metrics on http://127.0.0.1:${METRICS_PORT:-8000}/metrics; Ctrl-C stops everything
 INFO
 # Stop everything as soon as one of them exits.

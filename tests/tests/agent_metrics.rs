@@ -148,6 +148,20 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
     }
     let (clean, said) = promtool_check(&text);
     assert!(clean && said.trim().is_empty(), "promtool: {said}");
+
+    // The scrape configuration shipped for operators is valid too.
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/prometheus.yml");
+    let check = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 /// A free port on loopback for a program that cannot be told to pick one itself.
