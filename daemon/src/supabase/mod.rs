@@ -13,9 +13,8 @@ use crate::config::SupabaseConfig;
 use crate::storage::Turn;
 use crate::EventEmitter;
 use postgrest::{Failure, PostgrestClient};
-use record::{TurnRecord, RECORD_VERSION};
+use record::TurnRecord;
 use spool::{Spool, SpoolError, SpoolStats};
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,24 +126,29 @@ impl Persistence {
         output_tokens: u64,
         correlation_id: &str,
     ) {
+        let (user_id, assistant_id) = (new_id(), new_id());
         let record = TurnRecord {
-            v: RECORD_VERSION,
-            conversation_id: Cow::Borrowed(conversation_id),
-            model: Cow::Borrowed(&turn.model),
-            user_message_id: Cow::Owned(new_id()),
-            assistant_message_id: Cow::Owned(new_id()),
-            user: Cow::Borrowed(&turn.user),
-            assistant: Cow::Borrowed(&turn.assistant),
+            conversation_id,
+            model: &turn.model,
+            user_message_id: &user_id,
+            assistant_message_id: &assistant_id,
+            user: &turn.user,
+            assistant: &turn.assistant,
             input_tokens,
             output_tokens,
-            correlation_id: Cow::Borrowed(correlation_id),
+            correlation_id,
             at_unix_ms: turn.at_unix_ms,
         };
         let mut buf = Vec::with_capacity(
-            frame::HEADER + 320 + turn.user.len() + turn.assistant.len() + conversation_id.len(),
+            frame::HEADER
+                + 512
+                + turn.user.len()
+                + turn.assistant.len()
+                + 3 * conversation_id.len(),
         );
         buf.resize(frame::HEADER, 0);
-        let appended = serde_json::to_writer(&mut buf, &record)
+        let appended = record
+            .encode(&mut buf)
             .map_err(|e| SpoolError::Io {
                 what: "cannot encode a record for",
                 path: self.spool.dir().to_path_buf(),

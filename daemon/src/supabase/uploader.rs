@@ -12,7 +12,7 @@
 //!   so a bad key is neither hammered nor forgotten; the records wait in the spool.
 
 use super::postgrest::{Answer, Failure, PostgrestClient};
-use super::record::TurnRecord;
+use super::record;
 use super::spool::{Batch, SpoolReader};
 use super::UploadState;
 use crate::EventEmitter;
@@ -29,6 +29,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const BATCH_BYTES: usize = 4 << 20;
 /// While uploads keep failing the same way, the warning is repeated at most this often.
 const REPEAT_WARNING: Duration = Duration::from_secs(60);
+/// After a batch that was not full, how long records are left to gather before the next
+/// read: a busy daemon then sends a few large requests a second instead of one per turn,
+/// which is what keeps uploading off the chat's CPU budget. Records wait on disk meanwhile.
+pub const LINGER: Duration = Duration::from_millis(200);
 
 pub struct Uploader {
     pub reader: SpoolReader,
@@ -59,7 +63,11 @@ impl Uploader {
         let spool = reader.spool().clone();
         let mut reader = Some(reader);
         let mut trouble = Trouble::default();
+        let mut linger = false;
         loop {
+            if linger {
+                sleep(LINGER, &cancel).await;
+            }
             if cancel.is_cancelled() {
                 return;
             }
@@ -90,8 +98,10 @@ impl Uploader {
                     // A record appended between the read and this wait is picked up here.
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
+                linger = true;
                 continue;
             }
+            linger = batch.payloads.len() < batch_records;
             let records = batch.payloads.len() as u64;
             match upload(&client, &emitter, &batch).await {
                 Ok(()) => {
@@ -121,6 +131,8 @@ impl Uploader {
                         .store(spool.depth(), std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(failure) => {
+                    // The pause below is long enough for records to gather.
+                    linger = false;
                     trouble.failures += 1;
                     let pause = match &failure {
                         Failure::Transient(_) => backoff(trouble.failures),
@@ -161,43 +173,22 @@ fn warn(failure: &Failure, pause: Duration, waiting: u64) {
     }
 }
 
-/// Conversations first (deduplicated: one statement may not upsert a row twice), then
-/// messages.
+/// Conversations first (deduplicated: one statement may not upsert a row twice, and the
+/// latest turn's row wins), then messages. The rows are the records' own bytes, joined.
 async fn upload(
     client: &PostgrestClient,
     emitter: &EventEmitter,
     batch: &Batch,
 ) -> Result<(), Failure> {
-    let mut records = Vec::with_capacity(batch.payloads.len());
-    for payload in &batch.payloads {
-        match serde_json::from_slice::<TurnRecord>(payload) {
-            Ok(record) => records.push(record),
-            Err(e) => {
-                tracing::warn!(error = %e, "spool: skipping a record that is not a chat turn")
-            }
-        }
-    }
-    if records.is_empty() {
+    let Some((conversations, messages)) = bodies(&batch.payloads) else {
         return Ok(());
-    }
-    let mut latest: HashMap<&str, usize> = HashMap::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        latest.insert(&r.conversation_id, i);
-    }
-    let mut order: Vec<usize> = latest.into_values().collect();
-    order.sort_unstable();
-    let conversations: Vec<_> = order.iter().map(|&i| records[i].conversation()).collect();
-    let messages: Vec<_> = records.iter().flat_map(|r| r.messages()).collect();
+    };
     for (table, body) in [
-        (
-            SupabaseTable::Conversations,
-            serde_json::to_vec(&conversations),
-        ),
-        (SupabaseTable::Messages, serde_json::to_vec(&messages)),
+        (SupabaseTable::Conversations, conversations),
+        (SupabaseTable::Messages, messages),
     ] {
-        let body = body.map_err(|e| Failure::Refused(format!("cannot encode rows: {e}")))?;
         let answer = client.upsert(table, body).await;
-        record(emitter, table, &answer);
+        count(emitter, table, &answer);
         if let Some(failure) = answer.failure {
             return Err(failure);
         }
@@ -205,7 +196,50 @@ async fn upload(
     Ok(())
 }
 
-fn record(emitter: &EventEmitter, table: SupabaseTable, answer: &Answer) {
+/// The request bodies for `payloads`: conversations (each once, with its latest turn's
+/// row) and messages. `None` when no record could be used.
+fn bodies(payloads: &[Vec<u8>]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut records = Vec::with_capacity(payloads.len());
+    for payload in payloads {
+        match record::parts(payload) {
+            Some(parts) => records.push(parts),
+            None => tracing::warn!(
+                bytes = payload.len(),
+                "spool: skipping a record in a format this build does not know"
+            ),
+        }
+    }
+    if records.is_empty() {
+        return None;
+    }
+    let mut latest: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        latest.insert(r.conversation_key, i);
+    }
+    let mut order: Vec<usize> = latest.into_values().collect();
+    order.sort_unstable();
+    Some((
+        json_array(order.iter().map(|&i| records[i].conversation_row)),
+        json_array(records.iter().map(|r| r.message_rows)),
+    ))
+}
+
+/// `[a,b,…]` from JSON values (or comma-separated runs of them).
+fn json_array<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 << 10);
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+    out
+}
+
+/// Counts a request exactly and samples it as an event.
+fn count(emitter: &EventEmitter, table: SupabaseTable, answer: &Answer) {
     emitter
         .totals()
         .supabase(SupabaseOp::Upsert, table, answer.result);
@@ -239,6 +273,50 @@ async fn sleep(pause: Duration, cancel: &CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn payload(conversation: &str, prompt: &str, at: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        record::TurnRecord {
+            conversation_id: conversation,
+            model: "m",
+            user_message_id: &format!("u-{prompt}"),
+            assistant_message_id: &format!("a-{prompt}"),
+            user: prompt,
+            assistant: "answer",
+            input_tokens: 1,
+            output_tokens: 2,
+            correlation_id: "c",
+            at_unix_ms: at,
+        }
+        .encode(&mut out)
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_batch_sends_each_conversation_once_with_its_latest_turn() {
+        let payloads = vec![
+            payload("c1", "p1", 1000),
+            b"9\nfrom a later build".to_vec(),
+            payload("c2", "p2", 2000),
+            payload("c1", "p3", 3000),
+        ];
+        let (conversations, messages) = bodies(&payloads).unwrap();
+        let conversations: serde_json::Value = serde_json::from_slice(&conversations).unwrap();
+        assert_eq!(conversations.as_array().unwrap().len(), 2);
+        assert_eq!(conversations[0]["id"], "c2");
+        assert_eq!(conversations[1]["id"], "c1");
+        assert_eq!(conversations[1]["updated_at"], "1970-01-01T00:00:03.000Z");
+        let messages: serde_json::Value = serde_json::from_slice(&messages).unwrap();
+        let ids: Vec<&str> = messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["u-p1", "a-p1", "u-p2", "a-p2", "u-p3", "a-p3"]);
+        assert_eq!(bodies(&[b"garbage".to_vec()]), None);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_stays_bounded() {

@@ -8,6 +8,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+/// Bytes read from a segment at once.
+const CHUNK: u64 = 256 << 10;
+
 /// Records read from the spool, not yet acknowledged.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -77,26 +80,50 @@ impl SpoolReader {
                 pos = next_segment(pos);
                 continue;
             }
-            match self.read_record(pos, limit)? {
-                Ok(payload) => {
-                    let len = HEADER + payload.len();
-                    pos.offset += len as u64;
-                    taken += len;
-                    payloads.push(payload);
-                }
-                Err(damage) => {
-                    tracing::warn!(
-                        segment = %segment_path(&self.spool.dir, pos.segment).display(),
-                        offset = pos.offset,
-                        skipped_bytes = limit - pos.offset,
-                        kind = match damage { Damage::Torn => "torn", Damage::Corrupt => "damaged" },
-                        "spool: unreadable record; skipping the rest of its segment"
-                    );
-                    if pos.segment == active.segment {
-                        self.spool.seal(pos.segment)?;
+            // Whole records in one read where they fit; one that does not is read alone.
+            let want = (limit - pos.offset).min(CHUNK);
+            let chunk = self.read_at(pos, want as usize)?;
+            let mut at = 0;
+            let mut damage = None;
+            while payloads.len() < max_records && taken < max_bytes {
+                match frame::decode(&chunk[at..]) {
+                    Decoded::Record { payload, len } => {
+                        payloads.push(payload.to_vec());
+                        at += len;
+                        taken += len;
                     }
-                    pos = next_segment(pos);
+                    Decoded::End => break,
+                    Decoded::Torn if at > 0 => break,
+                    Decoded::Torn => {
+                        match self.read_record(pos, limit)? {
+                            Ok(payload) => {
+                                at = HEADER + payload.len();
+                                taken += at;
+                                payloads.push(payload);
+                            }
+                            Err(d) => damage = Some(d),
+                        }
+                        break;
+                    }
+                    Decoded::Corrupt => {
+                        damage = Some(Damage::Corrupt);
+                        break;
+                    }
                 }
+            }
+            pos.offset += at as u64;
+            if let Some(damage) = damage {
+                tracing::warn!(
+                    segment = %segment_path(&self.spool.dir, pos.segment).display(),
+                    offset = pos.offset,
+                    skipped_bytes = limit - pos.offset,
+                    kind = match damage { Damage::Torn => "torn", Damage::Corrupt => "damaged" },
+                    "spool: unreadable record; skipping the rest of its segment"
+                );
+                if pos.segment == active.segment {
+                    self.spool.seal(pos.segment)?;
+                }
+                pos = next_segment(pos);
             }
         }
         if payloads.is_empty() && pos != self.at {
@@ -107,6 +134,31 @@ impl SpoolReader {
         Ok(Batch { payloads, end: pos })
     }
 
+    /// The open file of `segment`, positioned at `offset`.
+    fn seek(&mut self, pos: Position) -> Result<&mut File, SpoolError> {
+        let path = segment_path(&self.spool.dir, pos.segment);
+        let file = match self.file.take() {
+            Some((segment, file)) if segment == pos.segment => file,
+            _ => File::open(&path).map_err(SpoolError::io("cannot open", &path))?,
+        };
+        let file = &mut self.file.insert((pos.segment, file)).1;
+        file.seek(SeekFrom::Start(pos.offset))
+            .map_err(SpoolError::io("cannot read", &path))?;
+        Ok(file)
+    }
+
+    fn read_at(&mut self, pos: Position, len: usize) -> Result<Vec<u8>, SpoolError> {
+        let mut buf = vec![0u8; len];
+        self.seek(pos)?
+            .read_exact(&mut buf)
+            .map_err(SpoolError::io(
+                "cannot read",
+                &segment_path(&self.spool.dir, pos.segment),
+            ))?;
+        Ok(buf)
+    }
+
+    /// One record that did not fit a chunk: its header says how long it is.
     fn read_record(
         &mut self,
         pos: Position,
@@ -115,28 +167,15 @@ impl SpoolReader {
         if limit - pos.offset < HEADER as u64 {
             return Ok(Err(Damage::Torn));
         }
-        let path = segment_path(&self.spool.dir, pos.segment);
-        let file = match &mut self.file {
-            Some((segment, file)) if *segment == pos.segment => file,
-            slot => {
-                let file = File::open(&path).map_err(SpoolError::io("cannot open", &path))?;
-                &mut slot.insert((pos.segment, file)).1
-            }
-        };
-        let mut buf = vec![0u8; HEADER];
-        file.seek(SeekFrom::Start(pos.offset))
-            .and_then(|_| file.read_exact(&mut buf))
-            .map_err(SpoolError::io("cannot read", &path))?;
-        let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+        let header = self.read_at(pos, HEADER)?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         if len > MAX_PAYLOAD {
             return Ok(Err(Damage::Corrupt));
         }
         if pos.offset + (HEADER + len) as u64 > limit {
             return Ok(Err(Damage::Torn));
         }
-        buf.resize(HEADER + len, 0);
-        file.read_exact(&mut buf[HEADER..])
-            .map_err(SpoolError::io("cannot read", &path))?;
+        let mut buf = self.read_at(pos, HEADER + len)?;
         match frame::decode(&buf) {
             Decoded::Record { .. } => {
                 buf.drain(..HEADER);

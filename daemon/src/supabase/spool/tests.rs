@@ -208,3 +208,18 @@ fn an_unreadable_cursor_replays_from_the_oldest_segment() {
     assert_eq!(spool.depth(), 2);
     assert_eq!(read_all(&mut reader).0, ["a", "b"]);
 }
+
+#[test]
+fn records_larger_than_a_read_chunk_come_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 64 << 20).unwrap();
+    let big = "z".repeat(300 << 10);
+    for text in ["small", &big, "after"] {
+        append(&spool, text);
+    }
+    let batch = reader.read(2, usize::MAX).unwrap();
+    assert_eq!(batch.payloads.len(), 2);
+    assert_eq!(batch.payloads[1].len(), big.len());
+    reader.commit(batch.end, 2).unwrap();
+    assert_eq!(read_all(&mut reader).0, ["after"]);
+}
