@@ -2,13 +2,15 @@
 //! at once, then prints calls/s and latency percentiles.
 //!
 //!   exai-load [--url ws://127.0.0.1:8079/mcp] [--sessions 32] [--tool version|chat]
-//!             [--duration 10] [--warmup 2] [--rate 0] [--token T] [--hold]
+//!             [--duration 10] [--warmup 2] [--rate 0] [--token T] [--hold] [--continue]
 //!
 //! --rate N paces all sessions together at N calls/s (0: as fast as each session can go,
 //! one call in flight per session). Latency is measured from when a call was due, so a
 //! stalled server is not hidden by calls that were never sent. --hold opens and
 //! initializes the sessions, keeps them open for --duration seconds and exits (for
-//! measuring the daemon's memory with many sessions). Output: one JSON line on stdout.
+//! measuring the daemon's memory with many sessions). --continue makes each session's
+//! chats one conversation (continuation_id `exai-load-<session>`), so every call reads
+//! and writes its thread in the store. Output: one JSON line on stdout.
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -31,6 +33,7 @@ struct Options {
     rate: f64,
     token: Option<String>,
     hold: bool,
+    continue_conversation: bool,
 }
 
 fn parse() -> Result<Options, String> {
@@ -45,6 +48,7 @@ fn parse() -> Result<Options, String> {
             .ok()
             .filter(|t| !t.is_empty()),
         hold: false,
+        continue_conversation: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -52,8 +56,12 @@ fn parse() -> Result<Options, String> {
             o.hold = true;
             continue;
         }
+        if flag == "--continue" {
+            o.continue_conversation = true;
+            continue;
+        }
         if flag == "--help" || flag == "-h" {
-            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--hold]".into());
+            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--hold] [--continue]".into());
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag}={value:?}: expected {what}");
@@ -146,6 +154,10 @@ async fn session(
     index: usize,
 ) {
     let arguments = match o.tool.as_str() {
+        "chat" if o.continue_conversation => {
+            json!({"prompt": format!("load test from session {index}"),
+            "continuation_id": format!("exai-load-{index}")})
+        }
         "chat" => json!({"prompt": format!("load test from session {index}")}),
         _ => json!({}),
     };

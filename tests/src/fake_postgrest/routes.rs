@@ -88,14 +88,16 @@ async fn rest(
                 .iter()
                 .find(|(k, _)| k == "on_conflict")
                 .map(|(_, v)| v.as_str());
-            let written =
-                shared
-                    .tables
-                    .lock()
-                    .unwrap()
-                    .write(table, &body, on_conflict, resolution);
+            let representation = prefer.iter().any(|p| p == "return=representation");
+            let written = shared.tables.lock().unwrap().write(
+                table,
+                &body,
+                on_conflict,
+                resolution,
+                representation,
+            );
             written.map(|rows| {
-                if prefer.iter().any(|p| p == "return=representation") {
+                if representation {
                     json_reply(201, &Value::Array(rows))
                 } else {
                     empty(201)

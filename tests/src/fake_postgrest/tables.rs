@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// A table's columns: name, and whether a row must have it.
 struct Schema {
@@ -109,13 +109,15 @@ fn key_of(row: &Map<String, Value>, column: &str) -> Option<String> {
 }
 
 impl Tables {
-    /// `POST /rest/v1/<table>`: all rows are written, or none.
+    /// `POST /rest/v1/<table>`: all rows are written, or none. The rows as stored are
+    /// returned when `representation` is asked for (`Prefer: return=representation`).
     pub fn write(
         &mut self,
         table: &str,
         body: &[u8],
         on_conflict: Option<&str>,
         resolution: Resolution,
+        representation: bool,
     ) -> Result<Vec<Value>, ApiError> {
         let schema = schema(table)?;
         let invalid = |why: String| ApiError::new(400, "PGRST102", why, None);
@@ -148,6 +150,7 @@ impl Tables {
             ));
         }
         let mut keys = Vec::with_capacity(rows.len());
+        let mut seen = HashSet::with_capacity(rows.len());
         for row in &rows {
             if let Some(column) = row
                 .keys()
@@ -175,7 +178,8 @@ impl Tables {
                 ));
             }
             let key = key_of(row, conflict).unwrap_or_default();
-            if resolution == Resolution::Error && keys.contains(&key) {
+            let repeated = !seen.insert(key.clone());
+            if resolution == Resolution::Error && repeated {
                 return Err(ApiError::new(
                     409,
                     "23505",
@@ -183,7 +187,7 @@ impl Tables {
                     Some(format!("Key ({conflict})=({key}) already exists.")),
                 ));
             }
-            if resolution == Resolution::MergeDuplicates && keys.contains(&key) {
+            if resolution == Resolution::MergeDuplicates && repeated {
                 return Err(ApiError::new(
                     400,
                     "21000",
@@ -227,11 +231,15 @@ impl Tables {
                     stats.duplicates += 1;
                     if resolution == Resolution::MergeDuplicates {
                         existing.extend(row);
-                        written.push(Value::Object(existing.clone()));
+                        if representation {
+                            written.push(Value::Object(existing.clone()));
+                        }
                     }
                 }
                 None => {
-                    written.push(Value::Object(row.clone()));
+                    if representation {
+                        written.push(Value::Object(row.clone()));
+                    }
                     stored.insert(key, row);
                 }
             }
@@ -318,6 +326,7 @@ mod tests {
             json!({"id": id, "model": "m"}).to_string().as_bytes(),
             None,
             Resolution::MergeDuplicates,
+            false,
         )
         .unwrap();
     }
@@ -335,6 +344,7 @@ mod tests {
             msg("m1", "a").as_bytes(),
             Some("id"),
             Resolution::MergeDuplicates,
+            false,
         )
         .unwrap();
         t.write(
@@ -342,6 +352,7 @@ mod tests {
             msg("m1", "b").as_bytes(),
             Some("id"),
             Resolution::MergeDuplicates,
+            false,
         )
         .unwrap();
         let rows = t
@@ -364,6 +375,7 @@ mod tests {
                 msg("m1", "c").as_bytes(),
                 None,
                 Resolution::Error,
+                false,
             )
             .unwrap_err();
         assert_eq!(
@@ -375,6 +387,7 @@ mod tests {
             msg("m1", "c").as_bytes(),
             None,
             Resolution::IgnoreDuplicates,
+            false,
         )
         .unwrap();
         assert_eq!(t.select("messages", &[]).unwrap()[0]["content"], "b");
@@ -392,6 +405,7 @@ mod tests {
                 orphan.as_bytes(),
                 None,
                 Resolution::MergeDuplicates,
+                false,
             )
             .unwrap_err();
         assert_eq!(
@@ -406,6 +420,7 @@ mod tests {
                 twice.as_bytes(),
                 None,
                 Resolution::MergeDuplicates,
+                false,
             )
             .unwrap_err();
         assert_eq!(
@@ -415,20 +430,34 @@ mod tests {
 
         let unknown = json!({"id": "c", "colour": "red"}).to_string();
         let err = t
-            .write("conversations", unknown.as_bytes(), None, Resolution::Error)
+            .write(
+                "conversations",
+                unknown.as_bytes(),
+                None,
+                Resolution::Error,
+                false,
+            )
             .unwrap_err();
         assert_eq!(err.body["code"], "PGRST204");
-        let err = t.write("nope", b"{}", None, Resolution::Error).unwrap_err();
+        let err = t
+            .write("nope", b"{}", None, Resolution::Error, false)
+            .unwrap_err();
         assert_eq!(err.status, 404);
         let err = t
-            .write("conversations", b"not json", None, Resolution::Error)
+            .write("conversations", b"not json", None, Resolution::Error, false)
             .unwrap_err();
         assert_eq!(err.body["code"], "PGRST102");
         let ragged = json!([{"id": "a"}, {"id": "b", "model": "m"}]).to_string();
         assert_eq!(
-            t.write("conversations", ragged.as_bytes(), None, Resolution::Error)
-                .unwrap_err()
-                .status,
+            t.write(
+                "conversations",
+                ragged.as_bytes(),
+                None,
+                Resolution::Error,
+                false
+            )
+            .unwrap_err()
+            .status,
             400
         );
         let err = t
