@@ -338,6 +338,7 @@
     retryAt: 0,                 // performance.now() of the next reconnect attempt
     attempts: 0,
     filter: { service: "", search: "" },
+    found: [],          // search results from the agent for filter.search
   };
   let socket = null;
   let retryTimer = null;
@@ -649,7 +650,12 @@
       eventsFull = false;
       eventsPending = [];
       const frag = document.createDocumentFragment();
-      for (const ev of state.events) if (matches(ev)) frag.appendChild(ev.row || makeRow(ev));
+      const shown = state.events.filter(matches);
+      // Search results from the agent: older than the live rows kept, but asked for.
+      const list = state.found.length
+        ? shown.concat(state.found.filter(matches)).sort((a, b) => (b.at_ms || 0) - (a.at_ms || 0))
+        : shown;
+      for (const ev of list) frag.appendChild(ev.row || makeRow(ev));
       body.replaceChildren(frag);
     } else if (eventsPending.length) {
       const frag = document.createDocumentFragment();
@@ -657,7 +663,7 @@
       eventsPending = [];
       body.insertBefore(frag, body.firstChild);
       // Evicted events are the oldest: their rows are at the bottom.
-      const kept = new Set(state.events);
+      const kept = new Set(state.events.concat(state.found));
       while (body.lastElementChild && !kept.has(body.lastElementChild._ev)) body.lastElementChild.remove();
     }
     const shown = body.childElementCount;
@@ -669,8 +675,10 @@
   }
 
   function onFilterChange() {
+    const search = el.search.value.trim().toLowerCase();
+    if (search !== state.filter.search) state.found = [];
     state.filter.service = el.filter.value;
-    state.filter.search = el.search.value.trim().toLowerCase();
+    state.filter.search = search;
     eventsFull = true;
     scheduleEventsRender();
     clearTimeout(searchTimer);
@@ -695,13 +703,12 @@
     return e.at_ms + "|" + e.kind + "|" + e.correlation_id + "|" + e.summary;
   }
 
+  // Results are kept apart from the live rows (whose 500-row cap would cut them) and
+  // replace the previous results; answers to an earlier search are ignored.
   function onSearchResult(msg) {
+    if (str(msg.correlation_id).trim().toLowerCase() !== state.filter.search) return;
     const known = new Set(state.events.map(eventKey));
-    const found = arr(msg.events).map(normaliseEvent).filter((e) => !known.has(eventKey(e)));
-    if (!found.length) return;
-    const merged = state.events.concat(found).sort((a, b) => (b.at_ms || 0) - (a.at_ms || 0));
-    for (const e of merged.splice(MAX_EVENTS)) e.evicted = true;
-    state.events = merged;
+    state.found = arr(msg.events).map(normaliseEvent).filter((e) => !known.has(eventKey(e)));
     eventsFull = true;
     scheduleEventsRender();
   }

@@ -100,6 +100,17 @@ fn endpoint(
     })
 }
 
+/// A check that a count lies in `min..=max`.
+fn within(min: usize, max: usize) -> impl Fn(&usize) -> Result<(), String> {
+    move |n| {
+        if (min..=max).contains(n) {
+            Ok(())
+        } else {
+            Err(format!("expected a whole number from {min} to {max}"))
+        }
+    }
+}
+
 fn percent(s: &Settings, key: &'static str, default: u16) -> Result<f64, SettingError> {
     s.get_checked(key, None, default, |p| match *p {
         1..=100 => Ok(()),
@@ -164,12 +175,11 @@ fn health_checks(s: &Settings, env: &dyn EnvSource) -> Result<HealthConfig, Sett
     let supabase = match (supabase_url, supabase_key) {
         (Some(url), Some(key)) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(SettingError {
-                    key: "SUPABASE_URL",
-                    flag: None,
-                    value: url,
-                    why: "expected an http:// or https:// URL".into(),
-                });
+                // It may carry credentials: named, not shown.
+                return Err(redacted(
+                    "SUPABASE_URL",
+                    "expected an http:// or https:// URL",
+                ));
             }
             Some((url, key))
         }
@@ -243,14 +253,33 @@ impl AgentConfig {
             monitoring,
             dashboard: DashboardConfig {
                 static_dir,
-                max_clients: s.get_checked("MONITORING_MAX_CLIENTS", None, 100usize, nonzero)?,
-                client_queue: s.get_checked("MONITORING_CLIENT_QUEUE", None, 64usize, nonzero)?,
-                events_per_second: s.get("MONITORING_EVENTS_PER_SECOND", None, 50u32)?,
+                max_clients: s.get_checked(
+                    "MONITORING_MAX_CLIENTS",
+                    None,
+                    100usize,
+                    within(1, 10_000),
+                )?,
+                client_queue: s.get_checked(
+                    "MONITORING_CLIENT_QUEUE",
+                    None,
+                    64usize,
+                    within(1, 4096),
+                )?,
+                events_per_second: s.get_checked(
+                    "MONITORING_EVENTS_PER_SECOND",
+                    None,
+                    50u32,
+                    |n| within(4, 100_000)(&(*n as usize)),
+                )?,
             },
-            instance_ttl: Duration::from_secs(s.get(
+            instance_ttl: Duration::from_secs(s.get_checked(
                 "EXAI_METRICS_INSTANCE_TTL_S",
                 None,
                 600u64,
+                |ttl| match *ttl {
+                    0 => Err("expected at least 1 second".to_string()),
+                    _ => Ok(()),
+                },
             )?),
             max_instances: s.get_checked("EXAI_METRICS_MAX_INSTANCES", None, 64usize, nonzero)?,
             events_socket: s.get(

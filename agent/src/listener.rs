@@ -123,13 +123,18 @@ fn remove_stale_socket(_path: &Path) -> Result<(), BindError> {
 }
 
 /// What the agent remembers about each daemon it has heard from, across reconnects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct InstanceState {
     /// The sequence number the next event should carry.
     expected_seq: u64,
     /// Whether a connection from this daemon is open now.
     active: bool,
+    /// When it was last connected or disconnected.
+    since: std::time::Instant,
 }
+
+/// Daemons remembered across reconnects before the long-gone ones are pruned.
+const REMEMBERED: usize = 4096;
 
 struct Ingest {
     sink: Arc<dyn EventSink>,
@@ -156,7 +161,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(stream) => stream,
                 Err(e) => {
+                    // Out of file descriptors, say: pause rather than spin.
                     warn!(error = %e, "accepting an event-pipe connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -206,8 +213,10 @@ impl Drop for Connection {
                 .get_mut(&daemon.instance_id)
             {
                 state.active = false;
+                state.since = std::time::Instant::now();
                 state.expected_seq = self.expected_seq;
             }
+            self.ingest.metrics.daemon_gone(&daemon.label);
             self.ingest.sink.daemon_disconnected(&daemon);
         }
     }
@@ -244,13 +253,15 @@ impl Connection {
 
     async fn pump(&mut self, cancel: CancellationToken) -> Close {
         let mut buf = vec![0u8; 64 * 1024];
+        // A peer that connects and never says Hello does not keep its task, however it
+        // trickles bytes.
+        let hello_due = tokio::time::sleep(HELLO_WITHIN);
+        tokio::pin!(hello_due);
         loop {
             let mut stream = &self.stream;
-            // A peer that connects and never says Hello does not keep its task.
-            let hello_due = tokio::time::sleep(HELLO_WITHIN);
             let read = tokio::select! {
                 _ = cancel.cancelled() => return Close::Shutdown,
-                _ = hello_due, if self.daemon.is_none() => {
+                _ = &mut hello_due, if self.daemon.is_none() => {
                     return Close::Rejected { reason: "no_hello", message: format!("no Hello within {HELLO_WITHIN:?}") };
                 }
                 read = stream.read(&mut buf) => read,
@@ -297,6 +308,21 @@ impl Connection {
 
     fn hello(&mut self, hello: Hello) -> Result<(), Close> {
         let instance_id = hello.instance_id.as_str().to_string();
+        // It becomes a label value and a log field: a daemon sends a UUID.
+        let well_formed = !instance_id.is_empty()
+            && instance_id != crate::metrics::instances::OTHER
+            && instance_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !well_formed {
+            return Err(Close::Rejected {
+                reason: "bad_instance",
+                message: format!(
+                    "instance id {:?} is not a plain identifier",
+                    instance_id.escape_debug().to_string()
+                ),
+            });
+        }
         let lost = {
             let mut instances = self
                 .ingest
@@ -315,16 +341,23 @@ impl Connection {
                 // Seen before: whatever it wrote after our last event never reached us.
                 Some(state) => {
                     state.active = true;
+                    state.since = std::time::Instant::now();
                     hello.next_seq.saturating_sub(state.expected_seq)
                 }
                 // New to this agent: what it wrote to an earlier agent and never had
                 // confirmed is lost.
                 None => {
+                    if instances.len() >= REMEMBERED {
+                        // Every daemon start is a new id: forget the longest gone.
+                        let cutoff = std::time::Instant::now() - Duration::from_secs(3600);
+                        instances.retain(|_, s| s.active || s.since > cutoff);
+                    }
                     instances.insert(
                         instance_id.clone(),
                         InstanceState {
                             expected_seq: hello.next_seq,
                             active: true,
+                            since: std::time::Instant::now(),
                         },
                     );
                     hello.next_seq.saturating_sub(hello.acked_seq)

@@ -111,7 +111,11 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         let stop = cancel.child_token();
         tasks.spawn(http_server::serve(
             listener,
-            dashboard::server::handler(dashboard.clone(), stop.clone()),
+            dashboard::server::handler(
+                dashboard.clone(),
+                config.monitoring.addr.ip().is_loopback(),
+                stop.clone(),
+            ),
             stop.clone(),
         ));
         tasks.spawn(dashboard.clone().run(stop));
@@ -168,13 +172,12 @@ async fn expire_departed(
             _ = cancel.cancelled() => return,
             _ = every.tick() => {}
         }
-        let expired = instances.expire(std::time::Instant::now());
-        for gone in &expired {
+        instances.expire(std::time::Instant::now(), |gone| {
             info!(instance = %gone.instance_id, "removing the series of a daemon gone past its time to live");
             pipe.forget(&gone.instance_id, &gone.label);
+            service.forget(std::slice::from_ref(gone));
             dashboard.forget(&gone.instance_id);
-        }
-        service.forget(&expired);
+        });
     }
 }
 

@@ -3,6 +3,9 @@
 //! slow ingestion. Compare the three in one run.
 //! Run: cargo bench -p exai-tests --bench dashboard_ingest
 
+mod common;
+
+use common::CountingSink;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use exai_agent::config::DashboardConfig;
 use exai_agent::dashboard::{self, Dashboard};
@@ -11,27 +14,18 @@ use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
 use exai_agent::sink::FanOut;
-use exai_agent::{health, http_server, listener, DaemonInfo, EventSink};
+use exai_agent::{health, http_server, listener, EventSink};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
-use exai_daemon::{EventEmitter, Recorded, Totals};
+use exai_daemon::{EventEmitter, Totals};
 use exai_proto::event::{
     CallStatus, Direction, McpMethod, Provider, RequestStatus, Tool, Transport,
 };
-use exai_proto::{CorrelationId, Event, EventKind, SampleClass, SamplingPolicy};
+use exai_proto::{EventKind, SamplingPolicy};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Default)]
-struct CountingSink(AtomicU64);
-
-impl EventSink for CountingSink {
-    fn events(&self, _daemon: &DaemonInfo, events: &[Event]) {
-        self.0.fetch_add(events.len() as u64, Ordering::Relaxed);
-    }
-}
 
 /// Mostly messages, some requests and model calls, as under MCP load.
 fn event(i: u64) -> EventKind {
@@ -107,7 +101,7 @@ fn ingest(c: &mut Criterion) {
         let port = http.local_addr().unwrap().port();
         tokio::spawn(http_server::serve(
             http,
-            dashboard::server::handler(dashboard.clone(), cancel.clone()),
+            dashboard::server::handler(dashboard.clone(), true, cancel.clone()),
             cancel.clone(),
         ));
         tokio::spawn(dashboard.clone().run(cancel.clone()));
@@ -132,25 +126,8 @@ fn ingest(c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let correlation = CorrelationId::new("bench");
     let run = |b: &mut criterion::Bencher| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let target = counted.0.load(Ordering::Relaxed) + EVENTS_PER_ITER;
-                let mut sent = 0;
-                while sent < EVENTS_PER_ITER {
-                    match emitter.record(SampleClass::WsMessages, &correlation, || event(sent)) {
-                        Recorded::Queued => sent += 1,
-                        _ => std::thread::yield_now(),
-                    }
-                }
-                while counted.0.load(Ordering::Relaxed) < target {
-                    std::thread::yield_now();
-                }
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|iters| common::drive(&emitter, &counted, EVENTS_PER_ITER, iters, event))
     };
 
     let mut group = c.benchmark_group("dashboard");

@@ -2,27 +2,19 @@
 //! and dispatch) → a sink that counts. Measures events per second through the whole pipe.
 //! Run: cargo bench -p exai-tests --bench pipe_ingest
 
+mod common;
+
+use common::CountingSink;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use exai_agent::listener;
 use exai_agent::metrics::pipe::PipeMetrics;
-use exai_agent::{listener, DaemonInfo, EventSink};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
-use exai_daemon::{EventEmitter, Recorded, Totals};
+use exai_daemon::{EventEmitter, Totals};
 use exai_proto::event::{CallStatus, Direction, Provider};
-use exai_proto::{CorrelationId, Event, EventKind, SampleClass, SamplingPolicy};
-use std::sync::atomic::{AtomicU64, Ordering};
+use exai_proto::{EventKind, SamplingPolicy};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Counts what the agent dispatched.
-#[derive(Default)]
-struct CountingSink(AtomicU64);
-
-impl EventSink for CountingSink {
-    fn events(&self, _daemon: &DaemonInfo, events: &[Event]) {
-        self.0.fetch_add(events.len() as u64, Ordering::Relaxed);
-    }
-}
 
 /// A realistic mix: mostly WebSocket messages, some provider calls.
 fn event(i: u64) -> EventKind {
@@ -85,31 +77,11 @@ fn ingest(c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(5));
     }
 
-    let correlation = CorrelationId::new("bench");
     let mut group = c.benchmark_group("pipe");
     group.throughput(Throughput::Elements(EVENTS_PER_ITER));
     group.sample_size(20);
     group.bench_function("ingest", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let target = sink.0.load(Ordering::Relaxed) + EVENTS_PER_ITER;
-                let mut sent = 0;
-                while sent < EVENTS_PER_ITER {
-                    // Producing faster than the pipe drains would only measure drops: on a
-                    // full queue, give the writer the core and try again.
-                    match emitter.record(SampleClass::WsMessages, &correlation, || event(sent)) {
-                        Recorded::Queued => sent += 1,
-                        _ => std::thread::yield_now(),
-                    }
-                }
-                // Heartbeats also arrive; they only make the target come sooner.
-                while sink.0.load(Ordering::Relaxed) < target {
-                    std::thread::yield_now();
-                }
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|iters| common::drive(&emitter, &sink, EVENTS_PER_ITER, iters, event))
     });
     group.finish();
     cancel.cancel();

@@ -95,18 +95,30 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
     assert_eq!(unknown["error"]["code"], json!(-32602));
 
     // Nine tool calls: exact, though requests are sampled 1 in 10.
-    agent.wait_metric("mcp_tool_calls_total", &[], |v| v == 9.0);
+    let calls = [("method", "call_tool")];
+    agent.wait_metric("mcp_requests_total", &calls, |v| v == 9.0);
     let scrape = agent.scrape();
     assert_eq!(
         scrape.sum(
             "mcp_requests_total",
-            &[("method", "tools/call"), ("endpoint", "websocket")]
+            &[("method", "call_tool"), ("transport", "websocket")]
         ),
         9.0
     );
+    // The seed's spelling, so existing dashboards keep working.
     assert_eq!(
-        scrape.sum("mcp_tool_calls_total", &[("tool", "version")]),
+        scrape.sum(
+            "mcp_requests_total",
+            &[("method", "call_tool"), ("endpoint", "version")]
+        ),
         5.0
+    );
+    assert_eq!(
+        scrape.sum(
+            "mcp_requests_total",
+            &[("endpoint", "chat"), ("status", "tool_error")]
+        ),
+        1.0
     );
     assert_eq!(
         scrape.sum(
@@ -231,7 +243,7 @@ fn a_real_prometheus_scrapes_the_exact_request_count() {
         assert!(result_text(&ws.call_tool("version", json!({}))).starts_with("exai "));
     }
 
-    let query = "sum(mcp_requests_total{job=\"exai-agent\",method=\"tools/call\"})";
+    let query = "sum(mcp_requests_total{job=\"exai-agent\",method=\"call_tool\"})";
     wait_for("Prometheus to see the target up", PATIENCE, || {
         (scalar(port, "up{job=\"exai-agent\"}")? == 1.0).then_some(())
     });
@@ -255,7 +267,9 @@ fn the_series_of_a_departed_daemon_expire() {
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
     ws.call_tool("version", json!({}));
-    agent.wait_metric("mcp_tool_calls_total", &[], |v| v == 1.0);
+    agent.wait_metric("mcp_requests_total", &[("method", "call_tool")], |v| {
+        v == 1.0
+    });
     agent.wait_metric("mcp_memory_usage_bytes", &mine, |v| v > 0.0);
     daemon.proc.kill_hard();
     agent.wait_metric("exai_pipe_daemon_connected", &mine, |v| v == 0.0);
@@ -264,5 +278,10 @@ fn the_series_of_a_departed_daemon_expire() {
         (!text.contains(&instance)).then_some(())
     });
     // Its exact counts stay: they carry no instance label.
-    assert_eq!(agent.scrape().sum("mcp_tool_calls_total", &[]), 1.0);
+    assert_eq!(
+        agent
+            .scrape()
+            .sum("mcp_requests_total", &[("method", "call_tool")]),
+        1.0
+    );
 }

@@ -197,7 +197,9 @@ fn a_client_that_never_reads_loses_frames_and_ingestion_goes_on() {
             .then_some(())
     });
     // Everything the daemon sent arrived and was counted, stuck clients or not.
-    agent.wait_metric("mcp_tool_calls_total", &[], |v| v == calls);
+    agent.wait_metric("mcp_requests_total", &[("method", "call_tool")], |v| {
+        v == calls
+    });
     let instance = [("instance", daemon.instance_id.as_str())];
     assert_eq!(
         agent.scrape().sum("exai_pipe_events_lost_total", &instance),

@@ -254,9 +254,10 @@ impl RecentRequests {
         self.ring.push_back(event.clone());
     }
 
-    /// Events whose correlation id contains `needle` (case-insensitive), newest last.
+    /// Events whose correlation id contains `needle` (ASCII case-insensitive), newest
+    /// last.
     pub fn search(&self, needle: &str, limit: usize) -> Vec<EventView> {
-        let needle = needle.trim().to_ascii_lowercase();
+        let needle = needle.trim().as_bytes();
         if needle.is_empty() {
             return Vec::new();
         }
@@ -267,8 +268,9 @@ impl RecentRequests {
             .filter(|e| {
                 e.correlation
                     .as_str()
-                    .to_ascii_lowercase()
-                    .contains(&needle)
+                    .as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle))
             })
             .take(limit)
             .filter_map(EventView::of)

@@ -13,7 +13,7 @@ use crate::config::DashboardConfig;
 use crate::health::{server::Report, HealthCache};
 use crate::metrics::pipe::PipeMetrics;
 use crate::sink::{DaemonInfo, EventSink};
-use events::EventView;
+use events::{EventView, RecentRequests};
 use prometheus::{IntCounter, IntGauge, Registry};
 use serde_json::{json, Value};
 use stats::Aggregate;
@@ -38,6 +38,8 @@ pub struct Dashboard {
     config: DashboardConfig,
     /// Fed on the ingest path, one lock per batch.
     aggregate: Mutex<Aggregate>,
+    /// Request events for search; its own lock, so a search never holds up the figures.
+    searchable: Mutex<RecentRequests>,
     pipe: Arc<PipeMetrics>,
     health: HealthCache,
     timezone: chrono_tz::Tz,
@@ -77,7 +79,8 @@ impl Dashboard {
         // Enough candidates per priority to fill a frame from any one of them.
         let per_frame = Self::quota(config.events_per_second);
         Self {
-            aggregate: Mutex::new(Aggregate::new(per_frame, SEARCHABLE)),
+            aggregate: Mutex::new(Aggregate::new(per_frame)),
+            searchable: Mutex::new(RecentRequests::new(SEARCHABLE)),
             config,
             pipe,
             health,
@@ -167,7 +170,11 @@ impl Dashboard {
 
     /// Answers a client's search for a correlation id.
     pub fn search(&self, needle: &str) -> Value {
-        let events = self.aggregate().recent.search(needle, SNAPSHOT_EVENTS);
+        let events = self
+            .searchable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .search(needle, SNAPSHOT_EVENTS);
         json!({"type": "search_result", "correlation_id": needle, "events": events})
     }
 
@@ -181,6 +188,8 @@ impl Dashboard {
         }
         let mut health = self.health.clone();
         let mut statuses = health.borrow().components.statuses();
+        // If the checker ever stops, the figures go on without health changes.
+        let mut health_open = true;
         let mut last_stats = Instant::now();
         loop {
             tokio::select! {
@@ -191,9 +200,10 @@ impl Dashboard {
                     self.send_stats(elapsed);
                 }
                 _ = events_every.tick() => self.send_events(),
-                changed = health.changed() => {
+                changed = health.changed(), if health_open => {
                     if changed.is_err() {
-                        return;
+                        health_open = false;
+                        continue;
                     }
                     let now = health.borrow_and_update().components.statuses();
                     if now != statuses {
@@ -264,6 +274,8 @@ impl EventSink for Dashboard {
 
     fn events(&self, daemon: &DaemonInfo, events: &[exai_proto::Event]) {
         self.aggregate().events(&daemon.instance_id, events);
+        let mut searchable = self.searchable.lock().unwrap_or_else(|e| e.into_inner());
+        events.iter().for_each(|e| searchable.push(e));
     }
 
     fn daemon_disconnected(&self, daemon: &DaemonInfo) {

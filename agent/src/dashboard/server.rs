@@ -13,6 +13,7 @@ use hyper::header::{
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -24,10 +25,29 @@ use tracing::debug;
 /// Largest message a client may send (a search is a few dozen bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
+/// A client that has not taken a frame for this long is gone (lid closed, cable pulled).
+const SEND_WITHIN: Duration = Duration::from_secs(10);
+
+/// Searches one client may make per second; more are ignored.
+const SEARCHES_PER_SECOND: u32 = 4;
+
 const PLAIN: &str = "text/plain; charset=utf-8";
 
-pub fn handler(dashboard: Arc<Dashboard>, cancel: CancellationToken) -> Handler {
+/// `loopback_only`: the dashboard is bound to a loopback address, so a `Host` naming
+/// anything else is a DNS-rebinding page, not a local browser.
+pub fn handler(
+    dashboard: Arc<Dashboard>,
+    loopback_only: bool,
+    cancel: CancellationToken,
+) -> Handler {
     Arc::new(move |req| {
+        if loopback_only && !loopback_host(&req) {
+            return http_server::text(
+                403,
+                PLAIN,
+                "forbidden: this dashboard answers loopback host names only\n",
+            );
+        }
         if req.uri().path() == "/ws" {
             return upgrade(&dashboard, req, cancel.clone());
         }
@@ -44,6 +64,21 @@ pub fn handler(dashboard: Arc<Dashboard>, cancel: CancellationToken) -> Handler 
             ),
         }
     })
+}
+
+fn loopback_host(req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A browser page from another site must not read the stream: an `Origin`, when sent,
@@ -141,6 +176,7 @@ async fn serve_client<S>(
     if tx.send(Message::Text(snapshot)).await.is_err() {
         return;
     }
+    let mut searches = (Instant::now(), 0u32);
     loop {
         let outgoing = tokio::select! {
             _ = cancel.cancelled() => {
@@ -153,20 +189,35 @@ async fn serve_client<S>(
             },
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Text(text))) => match search_request(&text) {
-                    Some(needle) => Message::Text(Utf8Bytes::from(dashboard.search(&needle).to_string())),
-                    None => continue,
+                    Some(needle) if allow_search(&mut searches) => {
+                        Message::Text(Utf8Bytes::from(dashboard.search(&needle).to_string()))
+                    }
+                    _ => continue,
                 },
-                Some(Ok(Message::Ping(payload))) => Message::Pong(payload),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => continue,
             },
         };
-        // A client that stopped reading must not keep this task past shutdown.
+        // A client that stopped reading must not keep its place, nor this task past
+        // shutdown.
         tokio::select! {
-            sent = tx.send(outgoing) => if sent.is_err() { return },
+            sent = tokio::time::timeout(SEND_WITHIN, tx.send(outgoing)) => {
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                }
+            }
             _ = cancel.cancelled() => return,
         }
     }
+}
+
+/// Counts a search against this second's allowance.
+fn allow_search(window: &mut (Instant, u32)) -> bool {
+    if window.0.elapsed() >= Duration::from_secs(1) {
+        *window = (Instant::now(), 0);
+    }
+    window.1 += 1;
+    window.1 <= SEARCHES_PER_SECOND
 }
 
 /// `{"type":"search","correlation_id":"…"}` → the id searched for.

@@ -3,7 +3,7 @@
 //! events, weighted (estimates). Fed on the ingest path one batch at a time; read once a
 //! second by the dashboard's ticker.
 
-use super::events::{provider_service, Candidates, RecentRequests};
+use super::events::{provider_service, Candidates};
 use super::latency::LatencySketch;
 use crate::metrics::deltas::RunningTotals;
 use exai_proto::heartbeat::Totals;
@@ -63,11 +63,10 @@ pub struct Aggregate {
     interval_received: u64,
     daemons: HashMap<String, DaemonState>,
     pub candidates: Candidates,
-    pub recent: RecentRequests,
 }
 
 impl Aggregate {
-    pub fn new(candidates_per_priority: usize, recent_capacity: usize) -> Self {
+    pub fn new(candidates_per_priority: usize) -> Self {
         Self {
             totals: RunningTotals::default(),
             requests: 0,
@@ -85,7 +84,6 @@ impl Aggregate {
             interval_received: 0,
             daemons: HashMap::new(),
             candidates: Candidates::new(candidates_per_priority),
-            recent: RecentRequests::new(recent_capacity),
         }
     }
 
@@ -118,7 +116,6 @@ impl Aggregate {
         for event in events {
             self.event(instance_id, event);
             self.candidates.offer(event);
-            self.recent.push(event);
         }
         if let Some(d) = self.daemons.get_mut(instance_id) {
             d.last_event = Instant::now();
@@ -360,7 +357,7 @@ mod tests {
 
     #[test]
     fn totals_rates_and_cards_from_heartbeats() {
-        let mut a = Aggregate::new(8, 100);
+        let mut a = Aggregate::new(8);
         a.daemon_connected("d1");
         a.events("d1", &[beat(10, 1)]);
         a.events("d1", &[beat(30, 3)]);

@@ -6,8 +6,8 @@
 use exai_proto::heartbeat::{
     ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal, Totals, WsTotal,
 };
-use exai_proto::ModelName;
-use std::collections::HashMap;
+use exai_proto::{model_label, ModelName};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 /// A running total, identified by its kind and label values.
@@ -27,16 +27,36 @@ enum Key {
 #[derive(Default)]
 pub struct RunningTotals {
     last: HashMap<String, HashMap<Key, u64>>,
+    /// Daemons whose totals were forgotten (gone past their time to live), newest last:
+    /// if one comes back, its next heartbeat is a new baseline, not an increase from zero.
+    forgotten: VecDeque<String>,
 }
+
+/// How many forgotten daemons are remembered as such.
+const FORGOTTEN: usize = 4096;
 
 impl RunningTotals {
     /// The increase of every total since `instance_id`'s previous heartbeat, in the same
     /// shape; entries that did not grow are left out.
     pub fn increase(&mut self, instance_id: &str, now: &Totals) -> Totals {
+        let returning = !self.last.contains_key(instance_id)
+            && match self.forgotten.iter().position(|id| id == instance_id) {
+                Some(i) => self.forgotten.remove(i).is_some(),
+                None => false,
+            };
         let seen = match self.last.get_mut(instance_id) {
             Some(seen) => seen,
             None => self.last.entry(instance_id.to_string()).or_default(),
         };
+        let out = Self::grown(seen, now);
+        if returning {
+            // Counted before it was forgotten: this heartbeat only sets the baseline.
+            return Totals::default();
+        }
+        out
+    }
+
+    fn grown(seen: &mut HashMap<Key, u64>, now: &Totals) -> Totals {
         let mut out = Totals::default();
         for w in &now.ws_messages {
             let d = w.direction as u8;
@@ -62,14 +82,31 @@ impl RunningTotals {
                 out.requests.push(RequestTotal { count, ..*r });
             }
         }
+        // Keyed by the label the model folds into, so a peer naming endless models
+        // cannot grow this map; names that fold together are summed first.
+        let mut calls: Vec<ProviderTotal> = Vec::with_capacity(now.provider_calls.len());
         for c in &now.provider_calls {
+            let model = ModelName::new(model_label(c.model.as_str()));
+            match calls
+                .iter_mut()
+                .find(|k| k.provider == c.provider && k.model == model && k.status == c.status)
+            {
+                Some(k) => {
+                    k.calls = k.calls.saturating_add(c.calls);
+                    k.input_tokens = k.input_tokens.saturating_add(c.input_tokens);
+                    k.output_tokens = k.output_tokens.saturating_add(c.output_tokens);
+                }
+                None => calls.push(ProviderTotal { model, ..*c }),
+            }
+        }
+        for c in &calls {
             let (p, s) = (c.provider as u8, c.status as u8);
-            let calls = grew(seen, Key::Calls(p, c.model, s), c.calls);
+            let n = grew(seen, Key::Calls(p, c.model, s), c.calls);
             let input_tokens = grew(seen, Key::InputTokens(p, c.model, s), c.input_tokens);
             let output_tokens = grew(seen, Key::OutputTokens(p, c.model, s), c.output_tokens);
-            if calls + input_tokens + output_tokens > 0 {
+            if n + input_tokens + output_tokens > 0 {
                 out.provider_calls.push(ProviderTotal {
-                    calls,
+                    calls: n,
                     input_tokens,
                     output_tokens,
                     ..*c
@@ -102,7 +139,12 @@ impl RunningTotals {
 
     /// Drops what is remembered of a daemon gone for good.
     pub fn forget(&mut self, instance_id: &str) {
-        self.last.remove(instance_id);
+        if self.last.remove(instance_id).is_some() {
+            if self.forgotten.len() == FORGOTTEN {
+                self.forgotten.pop_front();
+            }
+            self.forgotten.push_back(instance_id.to_string());
+        }
     }
 }
 
@@ -138,6 +180,10 @@ mod tests {
         assert!(totals.increase("a", &requests(7)).requests.is_empty());
         assert_eq!(totals.increase("b", &requests(3)).requests[0].count, 3);
         totals.forget("a");
-        assert_eq!(totals.increase("a", &requests(1)).requests[0].count, 1);
+        assert!(
+            totals.increase("a", &requests(9)).requests.is_empty(),
+            "a forgotten daemon that returns sets a baseline"
+        );
+        assert_eq!(totals.increase("a", &requests(10)).requests[0].count, 1);
     }
 }

@@ -82,8 +82,10 @@ impl Instances {
             .map_or_else(|| OTHER.into(), |s| s.label.clone())
     }
 
-    /// Forgets the daemons gone for longer than the time to live, and says which.
-    pub fn expire(&self, now: Instant) -> Vec<Expired> {
+    /// Forgets the daemons gone for longer than the time to live, and says which. `clean`
+    /// runs for each while the set is locked, so a daemon reconnecting meanwhile waits
+    /// and its new series are not the ones removed.
+    pub fn expire(&self, now: Instant, mut clean: impl FnMut(&Expired)) -> Vec<Expired> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut expired = Vec::new();
         seen.retain(|id, s| {
@@ -98,6 +100,7 @@ impl Instances {
             }
             keep
         });
+        expired.iter().for_each(&mut clean);
         expired
     }
 
@@ -127,10 +130,13 @@ mod tests {
 
         instances.disconnected("a");
         let now = Instant::now();
-        assert!(instances.expire(now).is_empty(), "not gone long enough");
+        assert!(
+            instances.expire(now, |_| ()).is_empty(),
+            "not gone long enough"
+        );
         let later = now + Duration::from_secs(61);
         assert_eq!(
-            instances.expire(later),
+            instances.expire(later, |_| ()),
             vec![Expired {
                 instance_id: "a".into(),
                 label: "a".into()

@@ -6,6 +6,7 @@ pub mod deltas;
 pub mod instances;
 pub mod pipe;
 pub mod service;
+pub mod sorted;
 pub mod weighted;
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -42,7 +43,7 @@ pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
     c: C,
 ) -> C {
     registry
-        .register(Box::new(c.clone()))
+        .register(Box::new(sorted::InLabelOrder::new(c.clone())))
         .expect("metric registered once");
     c
 }

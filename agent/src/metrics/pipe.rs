@@ -7,7 +7,7 @@ use super::{counter_vec, gauge_vec};
 use exai_proto::heartbeat::{DropCounts, DropReason, PipeStats};
 use exai_proto::EventLabel;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 pub struct PipeMetrics {
@@ -22,6 +22,9 @@ pub struct PipeMetrics {
     /// The daemon's drop counts are running totals; this is what was last added per
     /// instance id, so only the increase is added to the counter.
     drops_seen: Mutex<HashMap<String, DropCounts>>,
+    /// The last drop counts of daemons whose series expired, newest last, so that one
+    /// coming back is not counted again from zero.
+    drops_forgotten: Mutex<VecDeque<(String, DropCounts)>>,
     instances: Arc<Instances>,
 }
 
@@ -72,6 +75,7 @@ impl PipeMetrics {
             "bad_sequence",
             "duplicate_instance",
             "no_hello",
+            "bad_instance",
         ] {
             rejected.with_label_values(&[reason]);
         }
@@ -95,6 +99,7 @@ impl PipeMetrics {
             queue_depth: gauge_vec(registry, "exai_pipe_daemon_queue_depth", "Events waiting in the daemon's queue.", &["instance"]),
             queue_capacity: gauge_vec(registry, "exai_pipe_daemon_queue_capacity", "Capacity of the daemon's event queue.", &["instance"]),
             drops_seen: Mutex::new(HashMap::new()),
+            drops_forgotten: Mutex::new(VecDeque::new()),
             instances,
         }
     }
@@ -120,12 +125,33 @@ impl PipeMetrics {
         }
     }
 
+    /// A daemon disconnected: its queue figures describe nothing any more. (Its counters
+    /// stay until its series expire.)
+    pub fn daemon_gone(&self, instance: &str) {
+        if instance != super::instances::OTHER {
+            for family in [&self.queue_depth, &self.queue_capacity] {
+                let _ = family.remove_label_values(&[instance]);
+            }
+        }
+    }
+
     /// Removes the series of a daemon that went away long ago.
     pub fn forget(&self, instance_id: &str, instance: &str) {
-        self.drops_seen
+        let last = self
+            .drops_seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(instance_id);
+        if let Some(last) = last {
+            let mut forgotten = self
+                .drops_forgotten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if forgotten.len() == 4096 {
+                forgotten.pop_front();
+            }
+            forgotten.push_back((instance_id.to_string(), last));
+        }
         if instance == super::instances::OTHER {
             return;
         }
@@ -188,7 +214,16 @@ impl PipeMetrics {
             .with_label_values(&[instance])
             .set(i64::from(pipe.queue_capacity));
         let mut seen = self.drops_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let last = seen.entry(instance_id.to_string()).or_default();
+        let last = seen.entry(instance_id.to_string()).or_insert_with(|| {
+            let mut forgotten = self
+                .drops_forgotten
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match forgotten.iter().position(|(id, _)| id == instance_id) {
+                Some(i) => forgotten.remove(i).map(|(_, d)| d).unwrap_or_default(),
+                None => DropCounts::default(),
+            }
+        });
         for reason in DropReason::ALL {
             let (now, before) = (pipe.dropped.get(*reason), last.get(*reason));
             let counter = self

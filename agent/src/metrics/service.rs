@@ -16,8 +16,8 @@ use super::{
 use crate::sink::{DaemonInfo, EventSink};
 use exai_proto::heartbeat::Totals;
 use exai_proto::{
-    model_label, CallStatus, ConnectionPhase, Event, EventKind, Heartbeat, RequestStatus,
-    StorageOp, StorageResult, SupabaseResult,
+    model_label, CallStatus, ConnectionPhase, Event, EventKind, Heartbeat, McpMethod,
+    RequestStatus, StorageOp, StorageResult, SupabaseResult, Tool,
 };
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::collections::HashMap;
@@ -27,7 +27,6 @@ use std::sync::Mutex;
 
 pub struct ServiceMetrics {
     requests: IntCounterVec,
-    tool_calls: IntCounterVec,
     request_duration: WeightedHistogramVec<2>,
     active_connections: IntGauge,
     in_flight: IntGauge,
@@ -80,8 +79,7 @@ impl ServiceMetrics {
             )
         };
         Self {
-            requests: counter_vec(registry, "mcp_requests_total", "MCP requests answered, exact (from the daemons' running totals).", &["method", "endpoint", "status"]),
-            tool_calls: counter_vec(registry, "mcp_tool_calls_total", "MCP tool calls answered, by tool, exact.", &["tool", "status"]),
+            requests: counter_vec(registry, "mcp_requests_total", "MCP requests answered, exact (from the daemons' running totals). method and endpoint as the seed spelled them: call_tool and the tool's name, list_tools, initialize, ...; transport: websocket or http.", &["method", "endpoint", "status", "transport"]),
             request_duration: h("mcp_request_duration_seconds", "MCP request duration; an estimate from sampled requests, each weighted by its sampling rate.", ["method", "endpoint"], REQUEST_BUCKETS),
             active_connections: register(registry, IntGauge::new("mcp_active_connections", "Client connections open now, summed over connected daemons.").expect("valid metric definition")),
             in_flight: register(registry, IntGauge::new("mcp_inflight_calls", "Model calls under way now, summed over connected daemons.").expect("valid metric definition")),
@@ -161,13 +159,13 @@ impl ServiceMetrics {
     fn heartbeat(&self, daemon: &DaemonInfo, hb: &Heartbeat) {
         self.memory
             .with_label_values(&["daemon", &daemon.label])
-            .set(hb.process.rss_bytes as i64);
+            .set(i64::try_from(hb.process.rss_bytes).unwrap_or(i64::MAX));
         self.cpu
             .with_label_values(&["daemon", &daemon.label])
             .set(f64::from(hb.process.cpu_percent));
         self.spool_depth
             .with_label_values(&[&daemon.label])
-            .set(hb.spool_depth as i64);
+            .set(i64::try_from(hb.spool_depth).unwrap_or(i64::MAX));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let increase = state.totals.increase(&daemon.instance_id, &hb.totals);
         state.gauges.insert(
@@ -202,14 +200,12 @@ impl ServiceMetrics {
         }
         for r in &t.requests {
             let status = r.status.as_str();
+            let (method, endpoint) = seed_labels(r.method, r.tool);
             inc(
                 &self.requests,
-                &[r.method.as_str(), r.transport.as_str(), status],
+                &[method, endpoint, status, r.transport.as_str()],
                 r.count,
             );
-            if r.tool != exai_proto::Tool::None {
-                inc(&self.tool_calls, &[r.tool.as_str(), status], r.count);
-            }
             if matches!(r.status, RequestStatus::Error | RequestStatus::ToolError) {
                 inc(&self.errors, &["mcp", status], r.count);
             }
@@ -279,12 +275,12 @@ impl ServiceMetrics {
         let w = event.weight;
         match &event.kind {
             EventKind::McpRequest {
-                transport,
                 method,
+                tool,
                 duration_us,
                 ..
             } => self.request_duration.observe(
-                [method.as_str(), transport.as_str()],
+                seed_labels(*method, *tool).into(),
                 seconds(*duration_us),
                 w,
             ),
@@ -348,11 +344,37 @@ impl EventSink for ServiceMetrics {
         self.daemon_info
             .with_label_values(&[&daemon.label, &daemon.version])
             .set(0);
+        // Its process and spool are gone: their gauges would only mislead a sum.
+        if daemon.label != OTHER {
+            let _ = self.memory.remove_label_values(&["daemon", &daemon.label]);
+            let _ = self.cpu.remove_label_values(&["daemon", &daemon.label]);
+            let _ = self.spool_depth.remove_label_values(&[&daemon.label]);
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(gauges) = state.gauges.get_mut(&daemon.instance_id) {
             gauges.connected = false;
         }
         self.set_sums(&state.gauges);
+    }
+}
+
+/// `method` and `endpoint` as the seed's dashboards query them:
+/// `{method="call_tool",endpoint="chat"}`; requests that are not tool calls carry their
+/// method as the endpoint.
+fn seed_labels(method: McpMethod, tool: Tool) -> (&'static str, &'static str) {
+    let seed_method = match method {
+        McpMethod::ToolsCall => "call_tool",
+        McpMethod::ToolsList => "list_tools",
+        McpMethod::Initialize => "initialize",
+        McpMethod::Initialized => "initialized",
+        McpMethod::Ping => "ping",
+        McpMethod::LoggingSetLevel => "set_level",
+        McpMethod::Cancelled => "cancelled",
+        McpMethod::Other => "other",
+    };
+    match tool {
+        Tool::None => (seed_method, seed_method),
+        tool => (seed_method, tool.as_str()),
     }
 }
 
@@ -430,8 +452,7 @@ mod tests {
         metrics.events(&second, &[heartbeat(3, "gpt-9-ultra", 4)]);
         let text = render(&registry);
         for line in [
-            "mcp_requests_total{endpoint=\"websocket\",method=\"tools/call\",status=\"success\"} 15",
-            "mcp_tool_calls_total{status=\"success\",tool=\"version\"} 15",
+            "mcp_requests_total{endpoint=\"version\",method=\"call_tool\",status=\"success\",transport=\"websocket\"} 15",
             "mcp_api_calls_total{model=\"glm-4.5\",provider=\"glm\",status=\"success\"} 2",
             "mcp_api_calls_total{model=\"other\",provider=\"glm\",status=\"success\"} 4",
             "mcp_tokens_total{model=\"other\",provider=\"glm\",type=\"output\"} 20",
