@@ -279,3 +279,41 @@ fn uploads_resume_by_themselves_once_the_key_is_accepted_again() {
     daemon.proc.wait_for_log("Supabase uploads resumed");
     assert_key_never_shown(&daemon, fake.key());
 }
+
+#[test]
+fn a_full_spool_refuses_turns_loudly_and_chats_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let fake = FakePostgrest::start();
+    fake.set_fault(Some(Fault::Unavailable));
+    // The smallest spool there is: room for about a hundred turns.
+    let daemon = start_daemon(
+        dir.path(),
+        &llm,
+        &fake,
+        fake.key(),
+        &[("EXAI_SPOOL_MAX_BYTES", "65536")],
+    );
+    let prompts = chats(&daemon, "full", 200);
+    assert_eq!(prompts.len(), 200, "every chat was answered");
+    let line = daemon
+        .proc
+        .wait_for_log("Supabase spool refused a chat turn");
+    assert!(line.contains("spool full"), "{line}");
+    assert!(line.contains("EXAI_SPOOL_MAX_BYTES"), "{line}");
+    let mut ws = session(&daemon);
+    let status = supabase_status(&mut ws);
+    let kept = status["spool_records"].as_u64().unwrap();
+    let refused = status["spool_refused"].as_u64().unwrap();
+    assert_eq!(kept + refused, 200, "{status}");
+    assert!(refused > 0 && kept > 0, "{status}");
+    assert!(status["spool_bytes"].as_u64().unwrap() <= 65536, "{status}");
+    // Logged at most every 10 s, not once per refused turn.
+    assert!(daemon.proc.count_log("Supabase spool refused a chat turn") <= 2);
+
+    fake.set_fault(None);
+    wait_for("the kept turns to arrive", PATIENCE, || {
+        (fake.stats().tables["messages"].rows == 2 * kept).then_some(())
+    });
+    wait_spool(&mut ws, 0);
+}
