@@ -42,6 +42,18 @@ pub async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener
 
 /// Serves until `cancel` fires, then waits for open connections to finish.
 pub async fn serve(listener: TcpListener, handler: Handler, cancel: CancellationToken) {
+    serve_with(listener, handler, cancel, None).await
+}
+
+/// Like [`serve`], with each connection's kernel send buffer capped at `send_buffer`
+/// bytes: a client that stops reading then holds that much, not megabytes, and backs up
+/// into its own bounded queue at once.
+pub async fn serve_with(
+    listener: TcpListener,
+    handler: Handler,
+    cancel: CancellationToken,
+    send_buffer: Option<usize>,
+) {
     let tracker = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -54,6 +66,11 @@ pub async fn serve(listener: TcpListener, handler: Handler, cancel: Cancellation
                 }
             },
         };
+        if let Some(bytes) = send_buffer {
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes) {
+                debug!(%peer, error = %e, "cannot set the send buffer");
+            }
+        }
         let handler = handler.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {

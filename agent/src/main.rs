@@ -109,7 +109,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if let Some(listener) = dashboard_listener {
         info!(addr = %listener.local_addr()?, "dashboard listening");
         let stop = cancel.child_token();
-        tasks.spawn(http_server::serve(
+        tasks.spawn(http_server::serve_with(
             listener,
             dashboard::server::handler(
                 dashboard.clone(),
@@ -117,6 +117,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 stop.clone(),
             ),
             stop.clone(),
+            Some(dashboard::SEND_BUFFER),
         ));
         tasks.spawn(dashboard.clone().run(stop));
     }

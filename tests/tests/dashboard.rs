@@ -185,7 +185,8 @@ fn a_client_that_never_reads_loses_frames_and_ingestion_goes_on() {
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
     let mut calls = 0.0;
-    wait_for("frames dropped for the stuck clients", PATIENCE, || {
+    // Generous: how soon the socket buffers fill depends on how busy the machine is.
+    wait_for("frames dropped for the stuck clients", 3 * PATIENCE, || {
         for _ in 0..200 {
             ws.call_tool("version", json!({}));
             calls += 1.0;

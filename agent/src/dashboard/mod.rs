@@ -31,6 +31,10 @@ const HISTORY: usize = 300;
 const SNAPSHOT_EVENTS: usize = 200;
 /// Request events kept for search by correlation id.
 const SEARCHABLE: usize = 20_000;
+/// Kernel send buffer of a dashboard connection: a few frames. Beyond it a slow client's
+/// frames wait in its bounded queue, then are dropped and counted.
+pub const SEND_BUFFER: usize = 256 * 1024;
+
 /// How often the events stream sends a frame.
 const EVENTS_EVERY: Duration = Duration::from_millis(250);
 
