@@ -63,6 +63,8 @@ impl Uploader {
         let spool = reader.spool().clone();
         let mut reader = Some(reader);
         let mut trouble = Trouble::default();
+        // Disk errors are logged apart from upload failures, at most once a minute.
+        let mut disk_warned_at: Option<Instant> = None;
         let mut linger = false;
         loop {
             if linger {
@@ -71,18 +73,18 @@ impl Uploader {
             if cancel.is_cancelled() {
                 return;
             }
-            let mut r = reader.take().expect("reader is returned after each read");
-            let (r, read) = tokio::task::spawn_blocking(move || {
-                let batch = r.read(batch_records, BATCH_BYTES);
-                (r, batch)
-            })
-            .await
-            .expect("spool read does not panic");
-            reader = Some(r);
+            let Some(read) =
+                off_workers(&mut reader, move |r| r.read(batch_records, BATCH_BYTES)).await
+            else {
+                return;
+            };
             let batch = match read {
                 Ok(batch) => batch,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the Supabase spool; retrying in 1s");
+                    if disk_warned_at.is_none_or(|at| at.elapsed() >= REPEAT_WARNING) {
+                        disk_warned_at = Some(Instant::now());
+                        tracing::error!(error = %e, "cannot read the Supabase spool; retrying every second");
+                    }
                     sleep(Duration::from_secs(1), &cancel).await;
                     continue;
                 }
@@ -113,17 +115,17 @@ impl Uploader {
                     }
                     trouble = Trouble::default();
                     state.resumed(records);
-                    let mut r = reader.take().expect("reader present");
                     let end = batch.end;
-                    let (r, committed) = tokio::task::spawn_blocking(move || {
-                        let committed = r.commit(end, records);
-                        (r, committed)
-                    })
-                    .await
-                    .expect("spool commit does not panic");
-                    reader = Some(r);
+                    let Some(committed) =
+                        off_workers(&mut reader, move |r| r.commit(end, records)).await
+                    else {
+                        return;
+                    };
                     if let Err(e) = committed {
-                        tracing::error!(error = %e, "cannot save the Supabase spool's cursor; these records may be sent again after a restart");
+                        if disk_warned_at.is_none_or(|at| at.elapsed() >= REPEAT_WARNING) {
+                            disk_warned_at = Some(Instant::now());
+                            tracing::error!(error = %e, "cannot save the Supabase spool's cursor or delete uploaded segments; records uploaded since may be sent again after a restart");
+                        }
                     }
                     emitter
                         .totals()
@@ -150,6 +152,31 @@ impl Uploader {
                     sleep(pause, &cancel).await;
                 }
             }
+        }
+    }
+}
+
+/// Runs `work` on the reader in the blocking pool (it reads and writes files) and puts
+/// the reader back. `None` only when the task could not finish (it panicked, or the
+/// runtime is shutting down): the uploader then stops, the records stay in the spool.
+async fn off_workers<T: Send + 'static>(
+    slot: &mut Option<SpoolReader>,
+    work: impl FnOnce(&mut SpoolReader) -> T + Send + 'static,
+) -> Option<T> {
+    let mut reader = slot.take()?;
+    match tokio::task::spawn_blocking(move || {
+        let out = work(&mut reader);
+        (reader, out)
+    })
+    .await
+    {
+        Ok((reader, out)) => {
+            *slot = Some(reader);
+            Some(out)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Supabase spool task failed; uploads stop until a restart, records stay in the spool");
+            None
         }
     }
 }

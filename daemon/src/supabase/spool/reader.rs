@@ -24,6 +24,8 @@ pub struct SpoolReader {
     spool: Arc<Spool>,
     /// Everything before this position was uploaded.
     at: Position,
+    /// The oldest segment still on disk: the saved cursor may point into it.
+    kept_from: u64,
     /// The segment file being read, kept open between batches.
     file: Option<(u64, File)>,
 }
@@ -39,6 +41,7 @@ impl SpoolReader {
         Self {
             spool,
             at,
+            kept_from: at.segment,
             file: None,
         }
     }
@@ -187,24 +190,29 @@ impl SpoolReader {
     }
 
     /// Records that everything before `end` was uploaded (`records` of them since the
-    /// last commit): saves the cursor, then deletes the segments wholly before it.
+    /// last commit). The position moves at once, so a failure below never makes the
+    /// uploader send the same batch again and again; then the cursor is saved and the
+    /// segments wholly before it are deleted. A cursor that cannot be saved keeps the
+    /// segments, so that a restart replays from the last saved cursor (duplicates that
+    /// the idempotency keys make harmless).
     pub fn commit(&mut self, end: Position, records: u64) -> Result<(), SpoolError> {
-        write_cursor(&self.spool.dir, end)?;
-        for segment in self.at.segment..end.segment {
-            let path = segment_path(&self.spool.dir, segment);
-            if let Ok(meta) = fs::metadata(&path) {
-                fs::remove_file(&path).map_err(SpoolError::io("cannot delete", &path))?;
-                self.spool.bytes.fetch_sub(meta.len(), Relaxed);
-            }
-        }
-        if self.file.as_ref().is_some_and(|(s, _)| *s < end.segment) {
-            self.file = None;
-        }
         self.at = end;
         let _ = self
             .spool
             .depth
             .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(records)));
+        if self.file.as_ref().is_some_and(|(s, _)| *s < end.segment) {
+            self.file = None;
+        }
+        write_cursor(&self.spool.dir, end)?;
+        while self.kept_from < end.segment {
+            let path = segment_path(&self.spool.dir, self.kept_from);
+            if let Ok(meta) = fs::metadata(&path) {
+                fs::remove_file(&path).map_err(SpoolError::io("cannot delete", &path))?;
+                self.spool.bytes.fetch_sub(meta.len(), Relaxed);
+            }
+            self.kept_from += 1;
+        }
         Ok(())
     }
 }

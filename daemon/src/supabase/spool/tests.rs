@@ -223,3 +223,47 @@ fn records_larger_than_a_read_chunk_come_back_whole() {
     reader.commit(batch.end, 2).unwrap();
     assert_eq!(read_all(&mut reader).0, ["after"]);
 }
+
+#[test]
+fn a_cursor_that_cannot_be_saved_moves_on_and_keeps_the_segments_for_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 KiB segments: 1 KiB records fill one in four.
+    let (spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    let big = |i: usize| format!("{i:04}{}", "x".repeat(1000));
+    for i in 0..6 {
+        append(&spool, &big(i));
+    }
+    // A directory where the temporary cursor file goes: the save fails, even for root.
+    fs::create_dir(dir.path().join("cursor.tmp")).unwrap();
+    let batch = reader.read(5, usize::MAX).unwrap();
+    assert!(reader.commit(batch.end, 5).is_err());
+    assert_eq!(spool.depth(), 1);
+    let (rest, _) = read_all(&mut reader);
+    assert_eq!(rest.len(), 1, "the same batch is not read again");
+    assert!(
+        fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "spool"))
+            .count()
+            >= 2,
+        "segments stay for a replay"
+    );
+    drop((spool, reader));
+    // A restart replays from the last saved cursor: all six.
+    let (spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    assert_eq!(spool.depth(), 6);
+    fs::remove_dir(dir.path().join("cursor.tmp")).unwrap();
+    let (texts, batch) = read_all(&mut reader);
+    assert_eq!(texts.len(), 6);
+    reader.commit(batch.end, 6).unwrap();
+    assert!(
+        spool.stats().bytes <= spool.segment_bytes(),
+        "{:?}",
+        spool.stats()
+    );
+}
