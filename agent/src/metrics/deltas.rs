@@ -6,19 +6,21 @@
 use exai_proto::heartbeat::{
     ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal, Totals, WsTotal,
 };
-use exai_proto::{model_label, ModelName};
+use exai_proto::{model_label, ModelName, KNOWN_MODELS};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-/// A running total, identified by its kind and label values.
+/// A running total, identified by its kind and label values. Models are keyed by the
+/// index of the label they fold into ([`model_index`]): a key of a few bytes instead of
+/// a 33-byte name keeps each daemon's map small (hundreds of entries per daemon).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     WsMessages(u8),
     WsBytes(u8),
     Requests(u8, u8, u8, u8),
-    Calls(u8, ModelName, u8),
-    InputTokens(u8, ModelName, u8),
-    OutputTokens(u8, ModelName, u8),
+    Calls(u8, u8, u8),
+    InputTokens(u8, u8, u8),
+    OutputTokens(u8, u8, u8),
     Storage(u8, u8, u8),
     Supabase(u8, u8, u8),
     Connections(u8, u8, u8),
@@ -100,10 +102,10 @@ impl RunningTotals {
             }
         }
         for c in &calls {
-            let (p, s) = (c.provider as u8, c.status as u8);
-            let n = grew(seen, Key::Calls(p, c.model, s), c.calls);
-            let input_tokens = grew(seen, Key::InputTokens(p, c.model, s), c.input_tokens);
-            let output_tokens = grew(seen, Key::OutputTokens(p, c.model, s), c.output_tokens);
+            let (p, m, s) = (c.provider as u8, model_index(&c.model), c.status as u8);
+            let n = grew(seen, Key::Calls(p, m, s), c.calls);
+            let input_tokens = grew(seen, Key::InputTokens(p, m, s), c.input_tokens);
+            let output_tokens = grew(seen, Key::OutputTokens(p, m, s), c.output_tokens);
             if n + input_tokens + output_tokens > 0 {
                 out.provider_calls.push(ProviderTotal {
                     calls: n,
@@ -146,6 +148,12 @@ impl RunningTotals {
             self.forgotten.push_back(instance_id.to_string());
         }
     }
+}
+
+/// The position of a folded model label in `KNOWN_MODELS`; `other` comes after them.
+fn model_index(folded: &ModelName) -> u8 {
+    let at = KNOWN_MODELS.iter().position(|m| *m == folded.as_str());
+    at.unwrap_or(KNOWN_MODELS.len()) as u8
 }
 
 /// The increase of a running total since it was last seen.
