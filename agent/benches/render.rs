@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Daemons in the fleet; with the instance-independent families this gives ≥ 10,000 series.
-const DAEMONS: usize = 520;
+const DAEMONS: usize = 500;
 
 const MODELS: &[(Provider, &str)] = &[
     (Provider::Kimi, "kimi-k2-0905-preview"),
