@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A realistic mix: mostly WebSocket messages, some provider calls.
 fn event(i: u64) -> EventKind {
-    if i % 8 == 0 {
+    if i.is_multiple_of(8) {
         EventKind::ProviderCall {
             provider: Provider::Glm,
             model: "glm-4.5-flash".into(),
