@@ -23,6 +23,10 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long an acknowledgement write may take before the daemon is deemed stuck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection's read buffer starts at this size and doubles, up to the maximum,
+/// whenever a read fills it.
+const READ_BUFFER_MIN: usize = 4 * 1024;
+const READ_BUFFER_MAX: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -252,7 +256,10 @@ impl Connection {
     }
 
     async fn pump(&mut self, cancel: CancellationToken) -> Close {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Most daemons send a batch or two a second: a small buffer does. One that fills
+        // it gets a bigger one, up to READ_BUFFER_MAX; the pages a read touches stay
+        // resident, and an agent may have hundreds of connections.
+        let mut buf = vec![0u8; READ_BUFFER_MIN];
         // A peer that connects and never says Hello does not keep its task, however it
         // trickles bytes.
         let hello_due = tokio::time::sleep(HELLO_WITHIN);
@@ -268,7 +275,12 @@ impl Connection {
             };
             match read {
                 Ok(0) => return Close::Eof,
-                Ok(n) => self.decoder.feed(&buf[..n]),
+                Ok(n) => {
+                    self.decoder.feed(&buf[..n]);
+                    if n == buf.len() && buf.len() < READ_BUFFER_MAX {
+                        buf.resize(buf.len() * 2, 0);
+                    }
+                }
                 Err(e) => return Close::Io(e),
             }
             loop {
