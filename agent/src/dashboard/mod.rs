@@ -12,9 +12,10 @@ pub mod stats;
 use crate::config::DashboardConfig;
 use crate::health::{server::Report, HealthCache};
 use crate::metrics::pipe::PipeMetrics;
+use crate::metrics::{Counter, Gauge, Registry};
 use crate::sink::{DaemonInfo, EventSink};
 use events::{EventView, RecentRequests};
-use prometheus::{IntCounter, IntGauge, Registry};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use stats::Aggregate;
 use std::collections::{HashMap, VecDeque};
@@ -49,11 +50,14 @@ pub struct Dashboard {
     timezone: chrono_tz::Tz,
     clients: Mutex<HashMap<u64, mpsc::Sender<Utf8Bytes>>>,
     next_client: AtomicU64,
-    /// What a new client is sent first.
-    history: Mutex<VecDeque<Arc<Value>>>,
+    /// What a new client is sent first: the last stats whole, and the earlier ones as
+    /// JSON text without their per-daemon list (the charts need the figures, not 300
+    /// copies of a list that is as long as the fleet).
+    last_stats: Mutex<Option<Arc<RawValue>>>,
+    history: Mutex<VecDeque<Box<RawValue>>>,
     recent: Mutex<VecDeque<EventView>>,
-    frames_dropped: IntCounter,
-    clients_gauge: IntGauge,
+    frames_dropped: Arc<Counter>,
+    clients_gauge: Arc<Gauge>,
 }
 
 impl Dashboard {
@@ -64,22 +68,14 @@ impl Dashboard {
         health: HealthCache,
         timezone: chrono_tz::Tz,
     ) -> Self {
-        let frames_dropped = IntCounter::new(
+        let frames_dropped = registry.counter(
             "exai_dashboard_frames_dropped_total",
             "Dashboard frames not sent because a client's queue was full.",
-        )
-        .expect("valid metric definition");
-        let clients_gauge = IntGauge::new(
+        );
+        let clients_gauge = registry.gauge(
             "exai_dashboard_clients",
             "Dashboard clients connected to /ws.",
-        )
-        .expect("valid metric definition");
-        for m in [
-            Box::new(frames_dropped.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(clients_gauge.clone()),
-        ] {
-            registry.register(m).expect("metric registered once");
-        }
+        );
         // Enough candidates per priority to fill a frame from any one of them.
         let per_frame = Self::quota(config.events_per_second);
         Self {
@@ -91,6 +87,7 @@ impl Dashboard {
             timezone,
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(0),
+            last_stats: Mutex::new(None),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             recent: Mutex::new(VecDeque::with_capacity(SNAPSHOT_EVENTS)),
             frames_dropped,
@@ -146,14 +143,13 @@ impl Dashboard {
     }
 
     /// The frame a new client gets first.
-    pub fn snapshot(&self) -> Value {
-        let history: Vec<Value> = self
-            .history
+    pub fn snapshot(&self) -> String {
+        let stats = self
+            .last_stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| (**s).clone())
-            .collect();
+            .clone();
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let events: Vec<EventView> = self
             .recent
             .lock()
@@ -161,15 +157,26 @@ impl Dashboard {
             .iter()
             .cloned()
             .collect();
-        json!({
-            "type": "snapshot",
-            "version": crate::VERSION,
-            "at_ms": crate::unix_ms(),
-            "health": self.health_json(),
-            "stats": history.last().cloned().unwrap_or(Value::Null),
-            "history": history,
-            "events": events,
+        #[derive(serde::Serialize)]
+        struct Snapshot<'a> {
+            r#type: &'static str,
+            version: &'static str,
+            at_ms: u64,
+            health: Value,
+            stats: Option<&'a RawValue>,
+            history: &'a VecDeque<Box<RawValue>>,
+            events: Vec<EventView>,
+        }
+        serde_json::to_string(&Snapshot {
+            r#type: "snapshot",
+            version: crate::VERSION,
+            at_ms: crate::unix_ms(),
+            health: self.health_json(),
+            stats: stats.as_deref(),
+            history: &history,
+            events,
         })
+        .expect("the snapshot serializes")
     }
 
     /// Answers a client's search for a correlation id.
@@ -234,17 +241,21 @@ impl Dashboard {
             "clients": self.clients_gauge.get(),
             "frames_dropped": self.frames_dropped.get(),
         });
-        let stats = Arc::new(self.aggregate().tick(elapsed, pipe, dashboard));
-        {
-            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            if history.len() == HISTORY {
-                history.pop_front();
-            }
-            history.push_back(stats.clone());
+        let mut stats = self.aggregate().tick(elapsed, pipe, dashboard);
+        *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw(&stats).into());
+        stats["type"] = json!("stats");
+        self.broadcast(&stats);
+        if let Some(fields) = stats.as_object_mut() {
+            fields.remove("type");
         }
-        let mut frame = (*stats).clone();
-        frame["type"] = json!("stats");
-        self.broadcast(&frame);
+        if let Some(pipe) = stats["pipe"].as_object_mut() {
+            pipe.remove("daemons");
+        }
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(raw(&stats));
     }
 
     fn send_events(&self) {
@@ -285,4 +296,9 @@ impl EventSink for Dashboard {
     fn daemon_disconnected(&self, daemon: &DaemonInfo) {
         self.aggregate().daemon_disconnected(&daemon.instance_id);
     }
+}
+
+/// `value` as JSON text, kept as such.
+fn raw(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string()).expect("a serialized Value is valid JSON")
 }

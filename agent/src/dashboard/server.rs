@@ -172,7 +172,7 @@ async fn serve_client<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut tx, mut rx) = ws.split();
-    let snapshot = Utf8Bytes::from(dashboard.snapshot().to_string());
+    let snapshot = Utf8Bytes::from(dashboard.snapshot());
     if tx.send(Message::Text(snapshot)).await.is_err() {
         return;
     }

@@ -40,7 +40,30 @@ struct Counts {
 struct DaemonState {
     connected: bool,
     last_event: Instant,
-    heartbeat: Option<Box<Heartbeat>>,
+    heartbeat: Option<Figures>,
+}
+
+/// What the stats take from a daemon's last heartbeat (not the heartbeat itself: its
+/// running totals are hundreds of entries, and there may be hundreds of daemons).
+#[derive(Clone, Copy)]
+struct Figures {
+    spool_depth: u64,
+    connections: u32,
+    in_flight: u32,
+    rss_bytes: u64,
+    cpu_percent: f32,
+}
+
+impl Figures {
+    fn of(hb: &Heartbeat) -> Self {
+        Self {
+            spool_depth: hb.spool_depth,
+            connections: hb.connections,
+            in_flight: hb.in_flight,
+            rss_bytes: hb.process.rss_bytes,
+            cpu_percent: hb.process.cpu_percent,
+        }
+    }
 }
 
 pub struct Aggregate {
@@ -129,7 +152,7 @@ impl Aggregate {
                 let increase = self.totals.increase(instance_id, &hb.totals);
                 self.add(&increase);
                 if let Some(d) = self.daemons.get_mut(instance_id) {
-                    d.heartbeat = Some(hb.clone());
+                    d.heartbeat = Some(Figures::of(hb));
                 }
             }
             EventKind::McpRequest { duration_us, .. } => {
@@ -238,7 +261,7 @@ impl Aggregate {
         let per_s = |n: u64| (n as f64 / seconds.max(0.001) * 10.0).round() / 10.0;
         let now = Instant::now();
         let live = || self.daemons.values().filter(|d| d.connected);
-        let beats = || live().filter_map(|d| d.heartbeat.as_deref());
+        let beats = || live().filter_map(|d| d.heartbeat);
         let services: serde_json::Map<String, Value> = SERVICES
             .iter()
             .enumerate()
@@ -301,8 +324,8 @@ impl Aggregate {
             "daemon": {
                 "connections": beats().map(|h| u64::from(h.connections)).sum::<u64>(),
                 "in_flight": beats().map(|h| u64::from(h.in_flight)).sum::<u64>(),
-                "rss_bytes": beats().map(|h| h.process.rss_bytes).sum::<u64>(),
-                "cpu_percent": (beats().map(|h| f64::from(h.process.cpu_percent)).sum::<f64>() * 10.0).round() / 10.0,
+                "rss_bytes": beats().map(|h| h.rss_bytes).sum::<u64>(),
+                "cpu_percent": (beats().map(|h| f64::from(h.cpu_percent)).sum::<f64>() * 10.0).round() / 10.0,
             },
             "dashboard": dashboard,
         });
