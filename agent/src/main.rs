@@ -7,9 +7,9 @@ use exai_agent::listener;
 use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
+use exai_agent::metrics::Registry;
 use exai_agent::sink::{EventSink, FanOut};
 use exai_proto::settings::ProcessEnv;
-use prometheus::{Encoder, Registry, TextEncoder};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,15 +191,11 @@ fn metrics_handler(registry: Registry) -> Handler {
                 "not found; try /metrics\n",
             );
         }
-        let mut body = Vec::new();
-        match TextEncoder::new().encode(&registry.gather(), &mut body) {
-            Ok(()) => http_server::text(200, "text/plain; version=0.0.4; charset=utf-8", body),
-            Err(e) => http_server::text(
-                500,
-                "text/plain; charset=utf-8",
-                format!("cannot render metrics: {e}\n"),
-            ),
-        }
+        http_server::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            registry.render(),
+        )
     })
 }
 

@@ -68,7 +68,7 @@ fn ingest(c: &mut Criterion) {
         .unwrap();
     let cancel = CancellationToken::new();
 
-    let registry = prometheus::Registry::new();
+    let registry = exai_agent::metrics::Registry::new();
     let instances = Arc::new(Instances::new(64, Duration::from_secs(600)));
     let pipe = Arc::new(PipeMetrics::new(&registry, instances));
     let service = Arc::new(ServiceMetrics::new(&registry));

@@ -52,7 +52,7 @@ fn ingest(c: &mut Criterion) {
 
     let sink = Arc::new(CountingSink::default());
     let metrics = Arc::new(PipeMetrics::new(
-        &prometheus::Registry::new(),
+        &exai_agent::metrics::Registry::new(),
         Arc::new(exai_agent::metrics::instances::Instances::new(
             64,
             std::time::Duration::from_secs(600),

@@ -3,13 +3,20 @@
 //! from sampled events, each weighted by its sampling rate: estimates, documented as such.
 
 pub mod deltas;
+pub mod family;
 pub mod instances;
 pub mod pipe;
 pub mod service;
-pub mod sorted;
 pub mod weighted;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+pub use family::{Counter, FloatGauge, Gauge, Registry};
+
+/// A family of counters, by label values.
+pub type CounterVec = family::Family<Counter>;
+/// A family of whole-number gauges, by label values.
+pub type GaugeVec = family::Family<Gauge>;
+/// A family of float gauges, by label values.
+pub type FloatGaugeVec = family::Family<FloatGauge>;
 
 /// Buckets for MCP request durations: a `version` call takes a millisecond, a `chat`
 /// call as long as the model (minutes, at worst).
@@ -38,38 +45,17 @@ pub const SUPABASE_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-pub(crate) fn register<C: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    c: C,
-) -> C {
-    registry
-        .register(Box::new(sorted::InLabelOrder::new(c.clone())))
-        .expect("metric registered once");
-    c
-}
-
 pub(crate) fn counter_vec(
     registry: &Registry,
     name: &str,
     help: &str,
     labels: &[&str],
-) -> IntCounterVec {
-    register(
-        registry,
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
-    )
+) -> CounterVec {
+    registry.register(CounterVec::new(name, help, labels))
 }
 
-pub(crate) fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> IntGaugeVec {
-    register(
-        registry,
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
-    )
+pub(crate) fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    registry.register(GaugeVec::new(name, help, labels))
 }
 
 pub(crate) fn float_gauge_vec(
@@ -77,9 +63,6 @@ pub(crate) fn float_gauge_vec(
     name: &str,
     help: &str,
     labels: &[&str],
-) -> GaugeVec {
-    register(
-        registry,
-        GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
-    )
+) -> FloatGaugeVec {
+    registry.register(FloatGaugeVec::new(name, help, labels))
 }

@@ -3,22 +3,21 @@
 //! frames rejected, which daemons are connected, and build info.
 
 use super::instances::Instances;
-use super::{counter_vec, gauge_vec};
+use super::{counter_vec, gauge_vec, Counter, CounterVec, Gauge, GaugeVec, Registry};
 use exai_proto::heartbeat::{DropCounts, DropReason, PipeStats};
 use exai_proto::EventLabel;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 pub struct PipeMetrics {
-    received: IntCounterVec,
-    lost: IntCounterVec,
-    daemon_dropped: IntCounterVec,
-    rejected: IntCounterVec,
-    connections: IntCounter,
-    connected: IntGaugeVec,
-    queue_depth: IntGaugeVec,
-    queue_capacity: IntGaugeVec,
+    received: CounterVec,
+    lost: CounterVec,
+    daemon_dropped: CounterVec,
+    rejected: CounterVec,
+    connections: Arc<Counter>,
+    connected: GaugeVec,
+    queue_depth: GaugeVec,
+    queue_capacity: GaugeVec,
     /// The daemon's drop counts are running totals; this is what was last added per
     /// instance id, so only the increase is added to the counter.
     drops_seen: Mutex<HashMap<String, DropCounts>>,
@@ -39,9 +38,9 @@ pub struct PipeSummary {
 /// The counters of one connected daemon, looked up once at its Hello.
 pub struct InstanceCounters {
     /// By event kind, indexed by `EventLabel::index`.
-    pub received: Vec<IntCounter>,
-    pub lost: IntCounter,
-    pub connected: IntGauge,
+    pub received: Vec<Arc<Counter>>,
+    pub lost: Arc<Counter>,
+    pub connected: Arc<Gauge>,
 }
 
 impl PipeMetrics {
@@ -53,14 +52,10 @@ impl PipeMetrics {
             &["component", "version"],
         );
         build.with_label_values(&["agent", crate::VERSION]).set(1);
-        let connections = IntCounter::new(
+        let connections = registry.counter(
             "exai_pipe_connections_total",
             "Event-pipe connections accepted.",
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(connections.clone()))
-            .expect("metric registered once");
+        );
         let rejected = counter_vec(
             registry,
             "exai_pipe_frames_rejected_total",
@@ -130,7 +125,7 @@ impl PipeMetrics {
     pub fn daemon_gone(&self, instance: &str) {
         if instance != super::instances::OTHER {
             for family in [&self.queue_depth, &self.queue_capacity] {
-                let _ = family.remove_label_values(&[instance]);
+                family.remove_label_values(&[instance]);
             }
         }
     }
@@ -155,38 +150,21 @@ impl PipeMetrics {
         if instance == super::instances::OTHER {
             return;
         }
-        for kind in EventLabel::ALL {
-            let _ = self
-                .received
-                .remove_label_values(&[instance, kind.as_str()]);
-        }
-        for reason in DropReason::ALL {
-            let _ = self
-                .daemon_dropped
-                .remove_label_values(&[instance, reason.as_str()]);
+        for family in [&self.received, &self.lost, &self.daemon_dropped] {
+            family.remove_matching("instance", instance);
         }
         for family in [&self.connected, &self.queue_depth, &self.queue_capacity] {
-            let _ = family.remove_label_values(&[instance]);
+            family.remove_label_values(&[instance]);
         }
-        let _ = self.lost.remove_label_values(&[instance]);
     }
 
     /// Events received and lost, and dropped by the daemons, summed over every daemon
     /// this agent has heard from.
     pub fn summary(&self) -> PipeSummary {
-        let sum = |family: &IntCounterVec, label: Option<(&str, &str)>| -> u64 {
-            prometheus::core::Collector::collect(family)
-                .iter()
-                .flat_map(|f| f.get_metric())
-                .filter(|m| {
-                    label.is_none_or(|(name, value)| {
-                        m.get_label()
-                            .iter()
-                            .any(|l| l.name() == name && l.value() == value)
-                    })
-                })
-                .map(|m| m.get_counter().get_value() as u64)
-                .sum()
+        let sum = |family: &CounterVec, only: Option<(&str, &str)>| -> u64 {
+            let mut n = 0u64;
+            family.for_each_matching(only, |c| n = n.saturating_add(c.get()));
+            n
         };
         let dropped =
             |reason: DropReason| sum(&self.daemon_dropped, Some(("reason", reason.as_str())));

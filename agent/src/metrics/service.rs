@@ -9,7 +9,8 @@
 use super::deltas::RunningTotals;
 use super::instances::{Expired, OTHER};
 use super::weighted::WeightedHistogramVec;
-use super::{counter_vec, float_gauge_vec, gauge_vec, register};
+use super::{counter_vec, float_gauge_vec, gauge_vec};
+use super::{CounterVec, FloatGauge, FloatGaugeVec, Gauge, GaugeVec, Registry};
 use super::{
     MODEL_LATENCY_BUCKETS, REQUEST_BUCKETS, STORAGE_BUCKETS, SUPABASE_BUCKETS, TTFT_BUCKETS,
 };
@@ -19,37 +20,36 @@ use exai_proto::{
     model_label, CallStatus, ConnectionPhase, Event, EventKind, Heartbeat, McpMethod,
     RequestStatus, StorageOp, StorageResult, SupabaseResult, Tool,
 };
-use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct ServiceMetrics {
-    requests: IntCounterVec,
+    requests: CounterVec,
     request_duration: WeightedHistogramVec<2>,
-    active_connections: IntGauge,
-    in_flight: IntGauge,
-    connections: IntCounterVec,
-    ws_messages: IntCounterVec,
-    ws_bytes: IntCounterVec,
-    api_calls: IntCounterVec,
+    active_connections: Arc<Gauge>,
+    in_flight: Arc<Gauge>,
+    connections: CounterVec,
+    ws_messages: CounterVec,
+    ws_bytes: CounterVec,
+    api_calls: CounterVec,
     api_latency: WeightedHistogramVec<2>,
     api_ttft: WeightedHistogramVec<2>,
-    tokens: IntCounterVec,
-    storage_ops: IntCounterVec,
+    tokens: CounterVec,
+    storage_ops: CounterVec,
     storage_latency: WeightedHistogramVec<2>,
-    cache_hit_ratio: Gauge,
+    cache_hit_ratio: Arc<FloatGauge>,
     /// Conversation reads that found a thread, and that did not, since the agent started.
     reads: [AtomicU64; 2],
-    supabase_ops: IntCounterVec,
+    supabase_ops: CounterVec,
     supabase_latency: WeightedHistogramVec<2>,
-    spool_depth: IntGaugeVec,
-    errors: IntCounterVec,
-    memory: IntGaugeVec,
-    cpu: GaugeVec,
-    disk: GaugeVec,
-    daemon_info: IntGaugeVec,
+    spool_depth: GaugeVec,
+    errors: CounterVec,
+    memory: GaugeVec,
+    cpu: FloatGaugeVec,
+    disk: FloatGaugeVec,
+    daemon_info: GaugeVec,
     state: Mutex<State>,
 }
 
@@ -73,16 +73,13 @@ pub const AGENT_INSTANCE: &str = "agent";
 impl ServiceMetrics {
     pub fn new(registry: &Registry) -> Self {
         let h = |name, help, labels, bounds| {
-            register(
-                registry,
-                WeightedHistogramVec::new(name, help, labels, bounds),
-            )
+            registry.register(WeightedHistogramVec::new(name, help, labels, bounds))
         };
         Self {
             requests: counter_vec(registry, "mcp_requests_total", "MCP requests answered, exact (from the daemons' running totals). method and endpoint as the seed spelled them: call_tool and the tool's name, list_tools, initialize, ...; transport: websocket or http.", &["method", "endpoint", "status", "transport"]),
             request_duration: h("mcp_request_duration_seconds", "MCP request duration; an estimate from sampled requests, each weighted by its sampling rate.", ["method", "endpoint"], REQUEST_BUCKETS),
-            active_connections: register(registry, IntGauge::new("mcp_active_connections", "Client connections open now, summed over connected daemons.").expect("valid metric definition")),
-            in_flight: register(registry, IntGauge::new("mcp_inflight_calls", "Model calls under way now, summed over connected daemons.").expect("valid metric definition")),
+            active_connections: registry.gauge("mcp_active_connections", "Client connections open now, summed over connected daemons."),
+            in_flight: registry.gauge("mcp_inflight_calls", "Model calls under way now, summed over connected daemons."),
             connections: counter_vec(registry, "mcp_connections_total", "Client connections opened, closed and refused, exact.", &["endpoint", "phase", "reason"]),
             ws_messages: counter_vec(registry, "mcp_websocket_messages_total", "WebSocket messages, exact.", &["direction"]),
             ws_bytes: counter_vec(registry, "mcp_websocket_bytes_total", "WebSocket message bytes, exact.", &["direction"]),
@@ -92,11 +89,11 @@ impl ServiceMetrics {
             tokens: counter_vec(registry, "mcp_tokens_total", "Tokens used, from the providers' usage figures, exact.", &["provider", "model", "type"]),
             storage_ops: counter_vec(registry, "mcp_storage_operations_total", "Conversation-storage operations, exact.", &["operation", "backend", "result"]),
             storage_latency: h("mcp_storage_latency_seconds", "Conversation-storage latency; an estimate from sampled operations.", ["operation", "backend"], STORAGE_BUCKETS),
-            cache_hit_ratio: register(registry, {
-                let g = Gauge::new("mcp_cache_hit_ratio", "Share of conversation reads that found a thread, since the agent started (NaN before the first).").expect("valid metric definition");
+            cache_hit_ratio: {
+                let g = registry.float_gauge("mcp_cache_hit_ratio", "Share of conversation reads that found a thread, since the agent started (NaN before the first).");
                 g.set(f64::NAN);
                 g
-            }),
+            },
             reads: [AtomicU64::new(0), AtomicU64::new(0)],
             supabase_ops: counter_vec(registry, "mcp_supabase_operations_total", "Supabase REST requests, exact.", &["operation", "table", "result"]),
             supabase_latency: h("mcp_supabase_latency_seconds", "Supabase REST request latency; an estimate from sampled requests.", ["operation", "table"], SUPABASE_BUCKETS),
@@ -137,22 +134,10 @@ impl ServiceMetrics {
             let _ = self.memory.remove_label_values(&["daemon", &gone.label]);
             let _ = self.cpu.remove_label_values(&["daemon", &gone.label]);
         }
-        // Info series carry a version label too; drop every one of the expired instances.
-        let gone: Vec<&str> = expired
-            .iter()
-            .filter(|e| e.label != OTHER)
-            .map(|e| e.label.as_str())
-            .collect();
-        if !gone.is_empty() {
-            let families = prometheus::core::Collector::collect(&self.daemon_info);
-            for metric in families.iter().flat_map(|f| f.get_metric()) {
-                let labels: Vec<&str> = metric.get_label().iter().map(|l| l.value()).collect();
-                if let [instance, version] = labels[..] {
-                    if gone.contains(&instance) {
-                        let _ = self.daemon_info.remove_label_values(&[instance, version]);
-                    }
-                }
-            }
+        // Info series carry a version label too: drop each expired instance's, whatever
+        // its version.
+        for gone in expired.iter().filter(|e| e.label != OTHER) {
+            self.daemon_info.remove_matching("instance", &gone.label);
         }
     }
 
@@ -378,7 +363,7 @@ fn seed_labels(method: McpMethod, tool: Tool) -> (&'static str, &'static str) {
     }
 }
 
-fn inc(family: &IntCounterVec, labels: &[&str], n: u64) {
+fn inc(family: &CounterVec, labels: &[&str], n: u64) {
     if n > 0 {
         family.with_label_values(labels).inc_by(n);
     }
@@ -393,7 +378,6 @@ mod tests {
     use super::*;
     use exai_proto::heartbeat::{ProviderTotal, RequestTotal};
     use exai_proto::{McpMethod, ModelName, Provider, SamplingPolicy, Tool, Transport};
-    use prometheus::{Encoder, TextEncoder};
 
     fn daemon(id: &str) -> DaemonInfo {
         DaemonInfo {
@@ -432,11 +416,7 @@ mod tests {
     }
 
     fn render(registry: &Registry) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+        String::from_utf8(registry.render()).unwrap()
     }
 
     #[test]

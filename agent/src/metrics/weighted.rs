@@ -5,8 +5,7 @@
 //! Prometheus histogram. Its distributions are estimates; the exact counts are the
 //! `_total` counters, which come from the daemon's heartbeats.
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use super::family::{header, push_pair, write_float, Render};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,27 +39,38 @@ pub struct WeightedHistogramVec<const N: usize> {
 }
 
 struct Family<const N: usize> {
-    desc: Desc,
-    labels: [&'static str; N],
+    name: String,
+    header: Vec<u8>,
+    /// Label names, and the positions of their values, in the order they are written.
+    labels: Vec<(&'static str, usize)>,
     bounds: &'static [f64],
+    /// Each bound as an `le` pair: `le="0.25"`.
+    le: Vec<String>,
     series: RwLock<HashMap<[&'static str; N], Arc<Series>>>,
 }
 
 impl<const N: usize> WeightedHistogramVec<N> {
     pub fn new(name: &str, help: &str, labels: [&'static str; N], bounds: &'static [f64]) -> Self {
         debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds ascend");
-        let desc = Desc::new(
-            name.into(),
-            help.into(),
-            labels.iter().map(|l| l.to_string()).collect(),
-            HashMap::new(),
-        )
-        .expect("valid metric definition");
+        let mut in_order: Vec<(&'static str, usize)> =
+            labels.iter().enumerate().map(|(i, l)| (*l, i)).collect();
+        in_order.sort_unstable();
+        let le = |bound: String| {
+            let mut pair = String::new();
+            push_pair(&mut pair, "le", &bound);
+            pair
+        };
         Self {
             inner: Arc::new(Family {
-                desc,
-                labels,
+                name: name.into(),
+                header: header(name, help, "histogram"),
+                labels: in_order,
                 bounds,
+                le: bounds
+                    .iter()
+                    .map(|b| le(b.to_string()))
+                    .chain([le("+Inf".into())])
+                    .collect(),
                 series: RwLock::new(HashMap::new()),
             }),
         }
@@ -115,12 +125,12 @@ impl<const N: usize> WeightedHistogramVec<N> {
     }
 }
 
-impl<const N: usize> Collector for WeightedHistogramVec<N> {
-    fn desc(&self) -> Vec<&Desc> {
-        vec![&self.inner.desc]
+impl<const N: usize> Render for WeightedHistogramVec<N> {
+    fn name(&self) -> &str {
+        &self.inner.name
     }
 
-    fn collect(&self) -> Vec<MetricFamily> {
+    fn render(&self, out: &mut Vec<u8>) {
         let family = &self.inner;
         let mut series: Vec<([&'static str; N], Arc<Series>)> = family
             .series
@@ -129,58 +139,61 @@ impl<const N: usize> Collector for WeightedHistogramVec<N> {
             .iter()
             .map(|(values, s)| (*values, s.clone()))
             .collect();
+        if series.is_empty() {
+            return;
+        }
         // A stable order, so that scrapes diff cleanly.
         series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut metrics = Vec::with_capacity(series.len());
+        out.extend_from_slice(&family.header);
+        let name = family.name.as_bytes();
+        let mut labels = String::new();
         for (values, s) in &series {
+            labels.clear();
+            for (label, at) in &family.labels {
+                if !labels.is_empty() {
+                    labels.push(',');
+                }
+                push_pair(&mut labels, label, values[*at]);
+            }
             let mut cumulative = 0;
-            let buckets = family
-                .bounds
-                .iter()
-                .zip(s.buckets.iter())
-                .map(|(bound, n)| {
-                    cumulative += n.load(Relaxed);
-                    let mut b = proto::Bucket::default();
-                    b.set_upper_bound(*bound);
-                    b.set_cumulative_count(cumulative);
-                    b
-                })
-                .collect();
-            let mut h = proto::Histogram::default();
-            h.set_bucket(buckets);
+            for (n, le) in s.buckets.iter().zip(&family.le) {
+                cumulative += n.load(Relaxed);
+                sample_start(out, name, b"_bucket", &labels, le);
+                out.extend_from_slice(itoa::Buffer::new().format(cumulative).as_bytes());
+                out.push(b'\n');
+            }
             // Read after the buckets, so `count` is never below the last bucket.
-            h.set_sample_count(s.count.load(Relaxed).max(cumulative));
-            h.set_sample_sum(f64::from_bits(s.sum_bits.load(Relaxed)));
-            let mut m = proto::Metric::default();
-            m.set_label(
-                family
-                    .labels
-                    .iter()
-                    .zip(values)
-                    .map(|(name, value)| {
-                        let mut pair = LabelPair::default();
-                        pair.set_name(name.to_string());
-                        pair.set_value(value.to_string());
-                        pair
-                    })
-                    .collect(),
-            );
-            m.set_histogram(h);
-            metrics.push(m);
+            let count = s.count.load(Relaxed).max(cumulative);
+            sample_start(out, name, b"_sum", &labels, "");
+            write_float(out, f64::from_bits(s.sum_bits.load(Relaxed)));
+            out.push(b'\n');
+            sample_start(out, name, b"_count", &labels, "");
+            out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
+            out.push(b'\n');
         }
-        let mut out = MetricFamily::default();
-        out.set_name(family.desc.fq_name.clone());
-        out.set_help(family.desc.help.clone());
-        out.set_field_type(MetricType::HISTOGRAM);
-        out.set_metric(metrics);
-        vec![out]
     }
+}
+
+/// Writes `name_suffix{labels,extra} `, ready for the value.
+fn sample_start(out: &mut Vec<u8>, name: &[u8], suffix: &[u8], labels: &str, extra: &str) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(suffix);
+    if !labels.is_empty() || !extra.is_empty() {
+        out.push(b'{');
+        out.extend_from_slice(labels.as_bytes());
+        if !labels.is_empty() && !extra.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(extra.as_bytes());
+        out.push(b'}');
+    }
+    out.push(b' ');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{Encoder, Registry, TextEncoder};
+    use crate::metrics::Registry;
 
     #[test]
     fn a_weighted_observation_counts_as_many() {
@@ -189,13 +202,9 @@ mod tests {
         h.observe(["a"], 0.5, 1);
         h.observe(["a"], 5.0, 2);
         h.observe(["b"], f64::NAN, 3);
-        let registry = Registry::default();
-        registry.register(Box::new(h)).unwrap();
-        let mut out = Vec::default();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let registry = Registry::new();
+        registry.register(h.clone());
+        let text = String::from_utf8(registry.render()).unwrap();
         for line in [
             "# TYPE t_seconds histogram",
             "t_seconds_bucket{kind=\"a\",le=\"0.1\"} 10",
@@ -207,5 +216,38 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("kind=\"b\""), "a NaN is not recorded");
+    }
+
+    /// Observed one at a time, it writes what the prometheus crate's histogram writes.
+    #[test]
+    fn writes_what_the_prometheus_crate_writes() {
+        use prometheus::{Encoder, TextEncoder};
+        const BOUNDS: &[f64] = &[0.0005, 0.01, 0.25, 1.0, 300.0];
+        let ours = WeightedHistogramVec::new("t_seconds", "Latency.", ["zone", "kind"], BOUNDS);
+        let theirs = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new("t_seconds", "Latency.").buckets(BOUNDS.to_vec()),
+            &["zone", "kind"],
+        )
+        .unwrap();
+        for (i, value) in [0.0001, 0.0005, 0.003, 0.2, 0.9, 1.0, 42.0, 301.0]
+            .iter()
+            .enumerate()
+        {
+            let labels = [["eu", "chat"], ["us", "version"]][i % 2];
+            ours.observe(labels, *value, 1);
+            theirs.with_label_values(&labels).observe(*value);
+        }
+        let registry = Registry::new();
+        registry.register(ours);
+        let their_registry = prometheus::Registry::new();
+        their_registry.register(Box::new(theirs)).unwrap();
+        let mut expected = Vec::new();
+        TextEncoder::new()
+            .encode(&their_registry.gather(), &mut expected)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(registry.render()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 }
