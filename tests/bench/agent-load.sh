@@ -3,8 +3,9 @@
 #
 #  1. 10,000 series: a fresh release exai-agent with room for 512 instance labels, and
 #     exai-pipe-load as $SERIES_DAEMONS daemons (default 500) sending the full event mix for
-#     60 s. Prints the series count (sample lines of /metrics), the agent's RSS and the time
-#     of a /metrics scrape; once with the dashboard on (as shipped), once with it off.
+#     $SERIES_SECONDS (default 60 s; past 300 s the dashboard's history is full). Prints the
+#     series count (sample lines of /metrics), the agent's RSS and the time of a /metrics
+#     scrape, 15 s before the end; once with the dashboard on (as shipped), once with it off.
 #  2. Sustained load: a fresh agent (default settings), exai-pipe-load as $DAEMONS daemons
 #     (default 4) at RATE events/s for SECONDS, /metrics scraped every 15 s as Prometheus
 #     would; one row every 15 s: RSS, series, scrape time and the agent's CPU.
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-600}
 rate=${2:-100000}
 series_daemons=${SERIES_DAEMONS:-500}
+series_secs=${SERIES_SECONDS:-60}
 daemons=${DAEMONS:-4}
 every=15
 cargo build --release --bins --locked >&2
@@ -59,9 +61,9 @@ series() { # $1 = dashboard on|off
     echo "dashboard $1"
     echo "idle_rss_mib $(rss_mib "$agent_pid")"
     local loader n t
-    load --daemons "$series_daemons" --rate 20000 --duration 60 >"$work/series-load.json" &
+    load --daemons "$series_daemons" --rate 20000 --duration "$series_secs" >"$work/series-load.json" &
     loader=$!
-    sleep 45
+    sleep $((series_secs > 15 ? series_secs - 15 : 1))
     read -r n t < <(scrape)
     for _ in 1 2 3 4; do read -r n t < <(scrape); echo "series_scrape n=$n seconds=$t"; sleep 1; done
     echo "series $n rss_mib $(rss_mib "$agent_pid") (daemons=$series_daemons, while they send 20,000 events/s)"
