@@ -13,6 +13,7 @@ use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
 use exai_agent::metrics::Registry;
+use exai_agent::sink::Increases;
 use exai_agent::{DaemonInfo, EventSink};
 use exai_proto::heartbeat::{
     ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal, WsTotal,
@@ -279,6 +280,7 @@ fn fleet() -> Registry {
     let service = ServiceMetrics::new(&registry);
     service.agent_process(21_000_000, 3.0);
     service.disk_usage("/", 41.0);
+    let service = Increases::new(service);
     for reason in ["bad_payload", "no_hello"] {
         pipe.frame_rejected(reason);
     }

@@ -8,7 +8,7 @@ use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
 use exai_agent::metrics::Registry;
-use exai_agent::sink::{EventSink, FanOut};
+use exai_agent::sink::{EventSink, FanOut, Increases};
 use exai_proto::settings::ProcessEnv;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -121,23 +121,20 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         ));
         tasks.spawn(dashboard.clone().run(stop));
     }
+    let mut sinks: Vec<Arc<dyn EventSink>> = vec![service.clone(), link];
+    if config.monitoring.enabled {
+        sinks.push(dashboard.clone());
+    }
+    let sink = Arc::new(Increases::new(FanOut(sinks)));
     tasks.spawn(expire_departed(
         instances,
         pipe.clone(),
-        service.clone(),
-        dashboard.clone(),
+        service,
+        dashboard,
+        sink.clone(),
         cancel.child_token(),
     ));
-    let mut sinks: Vec<Arc<dyn EventSink>> = vec![service, link];
-    if config.monitoring.enabled {
-        sinks.push(dashboard);
-    }
-    tasks.spawn(listener::serve(
-        events,
-        Arc::new(FanOut(sinks)),
-        pipe,
-        cancel.child_token(),
-    ));
+    tasks.spawn(listener::serve(events, sink, pipe, cancel.child_token()));
     tasks.close();
 
     shutdown_signal().await;
@@ -163,6 +160,7 @@ async fn expire_departed(
     pipe: Arc<PipeMetrics>,
     service: Arc<ServiceMetrics>,
     dashboard: Arc<Dashboard>,
+    sink: Arc<Increases<FanOut>>,
     cancel: CancellationToken,
 ) {
     let ttl = instances.ttl();
@@ -178,6 +176,7 @@ async fn expire_departed(
             pipe.forget(&gone.instance_id, &gone.label);
             service.forget(std::slice::from_ref(gone));
             dashboard.forget(&gone.instance_id);
+            sink.forget(&gone.instance_id);
         });
     }
 }

@@ -1,8 +1,11 @@
 //! Where decoded events go. The metrics and dashboard each implement [`EventSink`]; the
 //! listener hands every batch to the sink it was given, on the connection's own task.
+//! [`Increases`] turns the running totals in heartbeats into increases once, for all.
 
-use exai_proto::{Event, SamplingPolicy};
-use std::sync::Arc;
+use crate::metrics::deltas::RunningTotals;
+use exai_proto::heartbeat::Totals;
+use exai_proto::{Event, EventKind, SamplingPolicy};
+use std::sync::{Arc, Mutex};
 
 /// A connected daemon, as its Hello described it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +25,10 @@ pub trait EventSink: Send + Sync + 'static {
     /// A batch of events, in sequence order. Must not block: it runs on the ingest path.
     fn events(&self, daemon: &DaemonInfo, events: &[Event]);
 
+    /// How much a daemon's running totals grew since its previous heartbeat (only what
+    /// grew), from [`Increases`]. Exact counts come from here.
+    fn totals_grew(&self, _daemon: &DaemonInfo, _increase: &Totals) {}
+
     fn daemon_disconnected(&self, _daemon: &DaemonInfo) {}
 }
 
@@ -38,7 +45,126 @@ impl EventSink for FanOut {
         self.0.iter().for_each(|s| s.events(daemon, events));
     }
 
+    fn totals_grew(&self, daemon: &DaemonInfo, increase: &Totals) {
+        self.0.iter().for_each(|s| s.totals_grew(daemon, increase));
+    }
+
     fn daemon_disconnected(&self, daemon: &DaemonInfo) {
         self.0.iter().for_each(|s| s.daemon_disconnected(daemon));
+    }
+}
+
+/// Passes everything on to `inner`, and after each heartbeat the increase of that
+/// daemon's running totals. Each daemon's last totals are kept once here, not once per
+/// consumer: they are hundreds of entries a daemon, and an agent may serve hundreds.
+pub struct Increases<S> {
+    inner: S,
+    totals: Mutex<RunningTotals>,
+}
+
+impl<S: EventSink> Increases<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            totals: Mutex::new(RunningTotals::default()),
+        }
+    }
+
+    /// Forgets a daemon gone for good: if it ever returns, its next heartbeat is a
+    /// baseline, not an increase from zero.
+    pub fn forget(&self, instance_id: &str) {
+        self.totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(instance_id);
+    }
+}
+
+impl<S: EventSink> EventSink for Increases<S> {
+    fn daemon_connected(&self, daemon: &DaemonInfo) {
+        self.inner.daemon_connected(daemon);
+    }
+
+    fn events(&self, daemon: &DaemonInfo, events: &[Event]) {
+        self.inner.events(daemon, events);
+        for event in events {
+            if let EventKind::Heartbeat(hb) = &event.kind {
+                let increase = self
+                    .totals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .increase(&daemon.instance_id, &hb.totals);
+                if !increase.is_empty() {
+                    self.inner.totals_grew(daemon, &increase);
+                }
+            }
+        }
+    }
+
+    fn totals_grew(&self, daemon: &DaemonInfo, increase: &Totals) {
+        self.inner.totals_grew(daemon, increase);
+    }
+
+    fn daemon_disconnected(&self, daemon: &DaemonInfo) {
+        self.inner.daemon_disconnected(daemon);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exai_proto::heartbeat::RequestTotal;
+    use exai_proto::{Heartbeat, McpMethod, RequestStatus, Tool, Transport};
+
+    /// Records the request counts of each increase it is given.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<u64>>);
+
+    impl EventSink for Recorder {
+        fn events(&self, _: &DaemonInfo, _: &[Event]) {}
+
+        fn totals_grew(&self, _: &DaemonInfo, increase: &Totals) {
+            let n = increase.requests.iter().map(|r| r.count).sum();
+            self.0.lock().unwrap().push(n);
+        }
+    }
+
+    fn beat(requests: u64) -> Event {
+        let mut hb = Heartbeat::default();
+        hb.totals.requests.push(RequestTotal {
+            transport: Transport::WebSocket,
+            method: McpMethod::Ping,
+            tool: Tool::None,
+            status: RequestStatus::Success,
+            count: requests,
+        });
+        Event {
+            at_unix_us: 0,
+            correlation: Default::default(),
+            weight: 1,
+            kind: EventKind::Heartbeat(Box::new(hb)),
+        }
+    }
+
+    #[test]
+    fn every_consumer_gets_each_increase_once() {
+        let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let sink = Increases::new(FanOut(vec![a.clone(), b.clone()]));
+        let daemon = DaemonInfo {
+            instance_id: "d1".into(),
+            label: "d1".into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at_unix_ms: 0,
+            sampling: SamplingPolicy::default(),
+        };
+        sink.events(&daemon, &[beat(5), beat(12)]);
+        sink.events(&daemon, &[beat(12)]);
+        sink.forget("d1");
+        // Back after being forgotten: a baseline, then increases again.
+        sink.events(&daemon, &[beat(20), beat(21)]);
+        for seen in [&a, &b] {
+            assert_eq!(*seen.0.lock().unwrap(), [5, 7, 1]);
+        }
     }
 }

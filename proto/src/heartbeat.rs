@@ -85,6 +85,18 @@ pub struct Totals {
     pub connections: Vec<ConnectionTotal>,
 }
 
+impl Totals {
+    /// Whether no total is listed at all.
+    pub fn is_empty(&self) -> bool {
+        self.ws_messages.is_empty()
+            && self.requests.is_empty()
+            && self.provider_calls.is_empty()
+            && self.storage.is_empty()
+            && self.supabase.is_empty()
+            && self.connections.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct WsTotal {
     pub direction: Direction,

@@ -13,7 +13,7 @@ use exai_agent::health::link::DaemonLink;
 use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
-use exai_agent::sink::FanOut;
+use exai_agent::sink::{FanOut, Increases};
 use exai_agent::{health, http_server, listener, EventSink};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::{EventEmitter, Totals};
@@ -108,7 +108,7 @@ fn ingest(c: &mut Criterion) {
         let events = listener::bind(&socket).unwrap();
         tokio::spawn(listener::serve(
             events,
-            Arc::new(FanOut(sinks)),
+            Arc::new(Increases::new(FanOut(sinks))),
             pipe,
             cancel.clone(),
         ));

@@ -293,6 +293,10 @@ impl EventSink for Dashboard {
         events.iter().for_each(|e| searchable.push(e));
     }
 
+    fn totals_grew(&self, _daemon: &DaemonInfo, increase: &exai_proto::heartbeat::Totals) {
+        self.aggregate().add(increase);
+    }
+
     fn daemon_disconnected(&self, daemon: &DaemonInfo) {
         self.aggregate().daemon_disconnected(&daemon.instance_id);
     }

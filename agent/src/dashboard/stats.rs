@@ -5,7 +5,6 @@
 
 use super::events::{provider_service, Candidates};
 use super::latency::LatencySketch;
-use crate::metrics::deltas::RunningTotals;
 use exai_proto::heartbeat::Totals;
 use exai_proto::{
     model_label, CallStatus, ConnectionPhase, Event, EventKind, Heartbeat, RequestStatus,
@@ -67,7 +66,6 @@ impl Figures {
 }
 
 pub struct Aggregate {
-    totals: RunningTotals,
     /// Since the agent started.
     requests: u64,
     request_errors: u64,
@@ -91,7 +89,6 @@ pub struct Aggregate {
 impl Aggregate {
     pub fn new(candidates_per_priority: usize) -> Self {
         Self {
-            totals: RunningTotals::default(),
             requests: 0,
             request_errors: 0,
             services: [Counts::default(); 5],
@@ -130,7 +127,6 @@ impl Aggregate {
     /// Forgets a daemon gone for good.
     pub fn forget(&mut self, instance_id: &str) {
         self.daemons.remove(instance_id);
-        self.totals.forget(instance_id);
     }
 
     pub fn events(&mut self, instance_id: &str, events: &[Event]) {
@@ -149,8 +145,6 @@ impl Aggregate {
         let w = event.weight;
         match &event.kind {
             EventKind::Heartbeat(hb) => {
-                let increase = self.totals.increase(instance_id, &hb.totals);
-                self.add(&increase);
                 if let Some(d) = self.daemons.get_mut(instance_id) {
                     d.heartbeat = Some(Figures::of(hb));
                 }
@@ -198,7 +192,7 @@ impl Aggregate {
     }
 
     /// Adds the increase of a daemon's running totals.
-    fn add(&mut self, t: &Totals) {
+    pub fn add(&mut self, t: &Totals) {
         let ws = Service::WebSocket as usize;
         for m in &t.ws_messages {
             self.count(ws, m.messages, 0);
@@ -381,9 +375,16 @@ mod tests {
     #[test]
     fn totals_rates_and_cards_from_heartbeats() {
         let mut a = Aggregate::new(8);
+        let mut totals = crate::metrics::deltas::RunningTotals::default();
+        let mut feed = |a: &mut Aggregate, beat: Event| {
+            a.events("d1", std::slice::from_ref(&beat));
+            if let EventKind::Heartbeat(hb) = &beat.kind {
+                a.add(&totals.increase("d1", &hb.totals));
+            }
+        };
         a.daemon_connected("d1");
-        a.events("d1", &[beat(10, 1)]);
-        a.events("d1", &[beat(30, 3)]);
+        feed(&mut a, beat(10, 1));
+        feed(&mut a, beat(30, 3));
         let s = a.tick(2.0, json!({"received": 2}), json!({"clients": 0}));
         assert_eq!(s["requests"]["total"], 30);
         assert_eq!(s["requests"]["per_s"], 15.0);

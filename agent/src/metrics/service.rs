@@ -6,7 +6,6 @@
 //! instance starts from zero and only its increases are added). Histograms are fed by
 //! sampled events, weighted.
 
-use super::deltas::RunningTotals;
 use super::instances::{Expired, OTHER};
 use super::weighted::WeightedHistogramVec;
 use super::{counter_vec, float_gauge_vec, gauge_vec};
@@ -55,7 +54,6 @@ pub struct ServiceMetrics {
 
 #[derive(Default)]
 struct State {
-    totals: RunningTotals,
     /// Each daemon's gauges from its last heartbeat, by instance id.
     gauges: HashMap<String, DaemonGauges>,
 }
@@ -125,7 +123,6 @@ impl ServiceMetrics {
     pub fn forget(&self, expired: &[Expired]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for gone in expired {
-            state.totals.forget(&gone.instance_id);
             state.gauges.remove(&gone.instance_id);
             if gone.label == OTHER {
                 continue;
@@ -152,7 +149,6 @@ impl ServiceMetrics {
             .with_label_values(&[&daemon.label])
             .set(i64::try_from(hb.spool_depth).unwrap_or(i64::MAX));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let increase = state.totals.increase(&daemon.instance_id, &hb.totals);
         state.gauges.insert(
             daemon.instance_id.clone(),
             DaemonGauges {
@@ -162,8 +158,6 @@ impl ServiceMetrics {
             },
         );
         self.set_sums(&state.gauges);
-        drop(state);
-        self.add(&increase);
     }
 
     /// Gauges summed over the connected daemons.
@@ -176,7 +170,7 @@ impl ServiceMetrics {
         self.in_flight.set(in_flight);
     }
 
-    /// Adds the increase of the daemons' running totals to the counters.
+    /// Adds the increase of a daemon's running totals to the counters.
     fn add(&self, t: &Totals) {
         for w in &t.ws_messages {
             let d = w.direction.as_str();
@@ -325,6 +319,10 @@ impl EventSink for ServiceMetrics {
         }
     }
 
+    fn totals_grew(&self, _daemon: &DaemonInfo, increase: &Totals) {
+        self.add(increase);
+    }
+
     fn daemon_disconnected(&self, daemon: &DaemonInfo) {
         self.daemon_info
             .with_label_values(&[&daemon.label, &daemon.version])
@@ -422,7 +420,7 @@ mod tests {
     #[test]
     fn counters_add_the_increase_of_running_totals_across_restarts() {
         let registry = Registry::new();
-        let metrics = ServiceMetrics::new(&registry);
+        let metrics = crate::sink::Increases::new(ServiceMetrics::new(&registry));
         let (first, second) = (daemon("a"), daemon("b"));
         metrics.events(&first, &[heartbeat(5, "glm-4.5", 1)]);
         metrics.events(&first, &[heartbeat(12, "glm-4.5", 2)]);
