@@ -23,8 +23,8 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
 /// How long an acknowledgement write may take before the daemon is deemed stuck.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// A connection's read buffer starts at this size and doubles, up to the maximum,
-/// whenever a read fills it.
+/// A connection reads this much at a time at first, twice as much after each read that
+/// fills it, up to the maximum.
 const READ_BUFFER_MIN: usize = 4 * 1024;
 const READ_BUFFER_MAX: usize = 64 * 1024;
 
@@ -256,10 +256,11 @@ impl Connection {
     }
 
     async fn pump(&mut self, cancel: CancellationToken) -> Close {
-        // Most daemons send a batch or two a second: a small buffer does. One that fills
-        // it gets a bigger one, up to READ_BUFFER_MAX; the pages a read touches stay
-        // resident, and an agent may have hundreds of connections.
-        let mut buf = vec![0u8; READ_BUFFER_MIN];
+        // Reads go straight into the decoder's buffer. Most daemons send a batch or two
+        // a second: a small read does. One that fills it reads more next time, up to
+        // READ_BUFFER_MAX; the pages a buffer touches stay resident, and an agent may
+        // have hundreds of connections.
+        let mut read_size = READ_BUFFER_MIN;
         // A peer that connects and never says Hello does not keep its task, however it
         // trickles bytes.
         let hello_due = tokio::time::sleep(HELLO_WITHIN);
@@ -271,14 +272,14 @@ impl Connection {
                 _ = &mut hello_due, if self.daemon.is_none() => {
                     return Close::Rejected { reason: "no_hello", message: format!("no Hello within {HELLO_WITHIN:?}") };
                 }
-                read = stream.read(&mut buf) => read,
+                read = stream.read(self.decoder.spare(read_size)) => read,
             };
             match read {
                 Ok(0) => return Close::Eof,
                 Ok(n) => {
-                    self.decoder.feed(&buf[..n]);
-                    if n == buf.len() && buf.len() < READ_BUFFER_MAX {
-                        buf.resize(buf.len() * 2, 0);
+                    self.decoder.filled(n);
+                    if n >= read_size && read_size < READ_BUFFER_MAX {
+                        read_size *= 2;
                     }
                 }
                 Err(e) => return Close::Io(e),

@@ -164,22 +164,40 @@ pub fn decode_batch(payload: &[u8]) -> Result<(u64, Vec<Event>), FrameError> {
 /// Bytes received but not yet consumed, split into length-prefixed payloads.
 #[derive(Debug, Default)]
 struct FrameBuffer {
+    /// Received bytes are `buf[start..end]`; beyond `end` is room for the next read.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
 }
 
 impl FrameBuffer {
     fn feed(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
+        self.spare(data.len())[..data.len()].copy_from_slice(data);
+        self.filled(data.len());
+    }
+
+    /// Room for at least `min` more bytes after those received, consumed bytes moved
+    /// out of the way first.
+    fn spare(&mut self, min: usize) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(data);
+        if self.buf.len() < self.end + min {
+            self.buf.resize(self.end + min, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were written at the start of the last [`Self::spare`].
+    fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// The next whole payload, once its length is checked and all its bytes are here.
     fn next_payload(&mut self, max: usize) -> Result<Option<Range<usize>>, FrameError> {
-        let pending = &self.buf[self.start..];
+        let pending = &self.buf[self.start..self.end];
         if pending.len() < LEN_PREFIX {
             return Ok(None);
         }
@@ -196,7 +214,7 @@ impl FrameBuffer {
     }
 
     fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 }
 
@@ -216,6 +234,17 @@ impl StreamDecoder {
 
     pub fn feed(&mut self, data: &[u8]) {
         self.frames.feed(data);
+    }
+
+    /// Room to read at least `min` bytes into, straight into the decoder's buffer (no
+    /// second buffer per connection); then call [`Self::filled`] with what was read.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        self.frames.spare(min)
+    }
+
+    /// `n` bytes were read into the start of the last [`Self::spare`].
+    pub fn filled(&mut self, n: usize) {
+        self.frames.filled(n);
     }
 
     pub fn next_frame(&mut self) -> Result<Option<DaemonFrame>, FrameError> {
@@ -326,6 +355,43 @@ mod tests {
             ]
         );
         assert_eq!(decoder.buffered(), 0);
+    }
+
+    /// Reads into `spare` of every size, as a connection does, whether they end inside a
+    /// frame, at its end, or span several.
+    #[test]
+    fn reading_into_spare_room_decodes_the_same_frames() {
+        let mut wire = Vec::new();
+        encode_hello(&hello(), &mut wire);
+        let batches: Vec<Vec<Event>> = (0..40u32)
+            .map(|i| (0..i % 7).map(|k| event(i * 100 + k)).collect())
+            .collect();
+        let mut seq = 10;
+        for batch in &batches {
+            encode_batch(seq, batch, &mut wire).unwrap();
+            seq += batch.len() as u64;
+        }
+        for read_size in [1, 3, 16, 61, 4096] {
+            let mut decoder = StreamDecoder::new();
+            let mut got = Vec::new();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let room = decoder.spare(read_size);
+                assert!(room.len() >= read_size);
+                // A read returns at most what was asked for, often less.
+                let n = rest.len().min(read_size).min(1 + rest.len() % read_size);
+                room[..n].copy_from_slice(&rest[..n]);
+                decoder.filled(n);
+                rest = &rest[n..];
+                while let Some(frame) = decoder.next_frame().unwrap() {
+                    if let DaemonFrame::Batch { events, .. } = frame {
+                        got.push(events);
+                    }
+                }
+            }
+            assert_eq!(got, batches, "reads of up to {read_size} bytes");
+            assert_eq!(decoder.buffered(), 0);
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 #     would; one row every 15 s: RSS, series, scrape time and the agent's CPU.
 #
 # Usage: tests/bench/agent-load.sh [SECONDS, default 600] [RATE, default 100000]
-# Set SKIP_SERIES=1 or SKIP_SUSTAINED=1 to run one part only; DASHBOARD=off turns the
+# Set SKIP_SERIES=1 or SKIP_SUSTAINED=1 to run one part only, SERIES_DASHBOARD=on (or off)
+# to run part 1 with the dashboard on (off) only; AGENT_ENV="NAME=value ..." adds settings
+# to every agent started (an allocator knob, say); DASHBOARD=off turns the
 # dashboard off in part 2 (it is on, on a free port, as in a default deployment).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,8 +40,9 @@ port_from() { # wait for a "…127.0.0.1:PORT" line matching $2 in $1 and print 
 start_agent() { # $1 = log name, then extra env assignments; sets agent_pid, metrics_port
     local log="$work/$1.log"; shift
     rm -f "$work/events.sock"
+    # shellcheck disable=SC2086 # AGENT_ENV is a list of assignments
     env EXAI_EVENTS_SOCKET="$work/events.sock" METRICS_PORT=0 HEALTH_CHECK_PORT=0 \
-        MONITORING_PORT=0 "$@" "$bin/exai-agent" 2>"$log" & pids+=($!)
+        MONITORING_PORT=0 ${AGENT_ENV:-} "$@" "$bin/exai-agent" 2>"$log" & pids+=($!)
     agent_pid=$!
     metrics_port=$(port_from "$log" "metrics listening")
 }
@@ -75,8 +78,7 @@ series() { # $1 = dashboard on|off
     kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
 }
 if [ -z "${SKIP_SERIES:-}" ]; then
-    series on
-    series off
+    for dashboard in ${SERIES_DASHBOARD:-on off}; do series "$dashboard"; done
 fi
 
 if [ -z "${SKIP_SUSTAINED:-}" ]; then
