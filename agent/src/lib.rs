@@ -21,3 +21,32 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// What the unit tests build again and again.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::DaemonInfo;
+    use exai_proto::{Event, EventKind, Heartbeat, SamplingPolicy};
+
+    /// A daemon whose instance id and label are `id`.
+    pub fn daemon(id: &str) -> DaemonInfo {
+        DaemonInfo {
+            instance_id: id.into(),
+            label: id.into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at_unix_ms: 0,
+            sampling: SamplingPolicy::default(),
+        }
+    }
+
+    /// `hb` as the event it arrives in.
+    pub fn heartbeat(hb: Heartbeat) -> Event {
+        Event {
+            at_unix_us: 0,
+            correlation: Default::default(),
+            weight: 1,
+            kind: EventKind::Heartbeat(Box::new(hb)),
+        }
+    }
+}

@@ -138,26 +138,14 @@ mod tests {
             status: RequestStatus::Success,
             count: requests,
         });
-        Event {
-            at_unix_us: 0,
-            correlation: Default::default(),
-            weight: 1,
-            kind: EventKind::Heartbeat(Box::new(hb)),
-        }
+        crate::testing::heartbeat(hb)
     }
 
     #[test]
     fn every_consumer_gets_each_increase_once() {
         let (a, b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
         let sink = Increases::new(FanOut(vec![a.clone(), b.clone()]));
-        let daemon = DaemonInfo {
-            instance_id: "d1".into(),
-            label: "d1".into(),
-            pid: 1,
-            version: "0.1.0".into(),
-            started_at_unix_ms: 0,
-            sampling: SamplingPolicy::default(),
-        };
+        let daemon = crate::testing::daemon("d1");
         sink.events(&daemon, &[beat(5), beat(12)]);
         sink.events(&daemon, &[beat(12)]);
         sink.forget("d1");

@@ -364,12 +364,7 @@ mod tests {
             input_tokens: 2 * requests,
             output_tokens: 3 * requests,
         });
-        Event {
-            at_unix_us: 0,
-            correlation: Default::default(),
-            weight: 1,
-            kind: EventKind::Heartbeat(Box::new(hb)),
-        }
+        crate::testing::heartbeat(hb)
     }
 
     #[test]

@@ -374,19 +374,9 @@ fn seconds(us: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::daemon;
     use exai_proto::heartbeat::{ProviderTotal, RequestTotal};
-    use exai_proto::{McpMethod, ModelName, Provider, SamplingPolicy, Tool, Transport};
-
-    fn daemon(id: &str) -> DaemonInfo {
-        DaemonInfo {
-            instance_id: id.into(),
-            label: id.into(),
-            pid: 1,
-            version: "0.1.0".into(),
-            started_at_unix_ms: 0,
-            sampling: SamplingPolicy::default(),
-        }
-    }
+    use exai_proto::{McpMethod, ModelName, Provider, Tool, Transport};
 
     fn heartbeat(requests: u64, model: &str, calls: u64) -> Event {
         let mut hb = Heartbeat::default();
@@ -405,12 +395,7 @@ mod tests {
             input_tokens: calls * 3,
             output_tokens: calls * 5,
         });
-        Event {
-            at_unix_us: 0,
-            correlation: Default::default(),
-            weight: 1,
-            kind: EventKind::Heartbeat(Box::new(hb)),
-        }
+        crate::testing::heartbeat(hb)
     }
 
     fn render(registry: &Registry) -> String {
