@@ -261,6 +261,9 @@ impl Connection {
         // READ_BUFFER_MAX; the pages a buffer touches stay resident, and an agent may
         // have hundreds of connections.
         let mut read_size = READ_BUFFER_MIN;
+        // Set when an acknowledgement finds the daemon gone: no more are sent, and the
+        // frames it wrote before going are still read.
+        let mut peer_closed = false;
         // A peer that connects and never says Hello does not keep its task, however it
         // trickles bytes.
         let hello_due = tokio::time::sleep(HELLO_WITHIN);
@@ -276,6 +279,11 @@ impl Connection {
             };
             match read {
                 Ok(0) => return Close::Eof,
+                // A peer that closed with our acknowledgements unread resets the
+                // connection, but only after everything it sent has been read.
+                Err(e) if peer_closed && e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Close::Eof
+                }
                 Ok(n) => {
                     self.decoder.filled(n);
                     if n >= read_size && read_size < READ_BUFFER_MAX {
@@ -300,13 +308,21 @@ impl Connection {
                     Err(e) => return rejected(&e),
                 }
             }
-            if self.expected_seq > self.acked_seq {
+            if self.expected_seq > self.acked_seq && !peer_closed {
                 let mut wire = Vec::with_capacity(16);
                 frame::encode_ack(self.expected_seq, &mut wire);
                 match tokio::time::timeout(ACK_TIMEOUT, (&self.stream).write_all(&wire)).await {
                     Ok(Ok(())) => self.acked_seq = self.expected_seq,
-                    // The daemon closed after its last batch: a normal end.
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Close::Eof,
+                    // The daemon closed after its last batch: a normal end, once what it
+                    // wrote before closing (still in our receive buffer) is read.
+                    Ok(Err(e))
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                        ) =>
+                    {
+                        peer_closed = true
+                    }
                     Ok(Err(e)) => return Close::Io(e),
                     Err(_) => {
                         return Close::Io(io::Error::new(

@@ -310,6 +310,42 @@ fn two_daemons_feed_one_agent() {
     );
 }
 
+/// A daemon that writes its last batches and closes at once, never reading the
+/// acknowledgements, has every event counted: the agent's acknowledgement finds it gone,
+/// and what it wrote before closing is still read and counted.
+#[test]
+fn batches_written_just_before_the_daemon_closes_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let hello = Hello {
+        instance_id: "closes-at-once".into(),
+        ..a_hello()
+    };
+    let mut wire = Vec::new();
+    frame::encode_hello(&hello, &mut wire);
+    // Many frames, so that the agent reads (and acknowledges) them in several goes.
+    let batch: Vec<exai_proto::Event> = (0..50)
+        .map(|_| exai_proto::Event {
+            at_unix_us: 1,
+            correlation: CorrelationId::new("last-words"),
+            weight: 1,
+            kind: ws_event(),
+        })
+        .collect();
+    for i in 0..200u64 {
+        frame::encode_batch(i * 50, &batch, &mut wire).unwrap();
+    }
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.write_all(&wire).unwrap();
+    drop(conn);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("instance", "closes-at-once")],
+        |v| v == 10_000.0,
+    );
+}
+
 fn a_hello() -> Hello {
     Hello {
         instance_id: "test-peer".into(),
