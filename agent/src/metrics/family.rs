@@ -243,10 +243,7 @@ impl<V: Value> Family<V> {
         if let Some(found) = self.read().get(key.as_str()) {
             return found.clone();
         }
-        self.inner
-            .series
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        self.write()
             .entry(key.into_boxed_str())
             .or_default()
             .clone()
