@@ -22,7 +22,7 @@ use exai_proto::{
     CallStatus, ConnectionPhase, Direction, DropCounts, Event, EventKind, EventLabel, Heartbeat,
     McpMethod, ModelName, PipeStats, ProcessStats, Provider, RefusalReason, RequestStatus,
     SamplingPolicy, StorageBackend, StorageOp, StorageResult, SupabaseOp, SupabaseResult,
-    SupabaseTable, Tool, Totals, Transport,
+    SupabaseTable, Tool, Totals, Transport, KNOWN_MODELS,
 };
 use std::hint::black_box;
 use std::sync::Arc;
@@ -31,20 +31,21 @@ use std::time::Duration;
 /// Daemons in the fleet; with the instance-independent families this gives ≥ 10,000 series.
 const DAEMONS: usize = 500;
 
-const MODELS: &[(Provider, &str)] = &[
-    (Provider::Kimi, "kimi-k2-0905-preview"),
-    (Provider::Kimi, "kimi-k2-turbo-preview"),
-    (Provider::Kimi, "kimi-thinking-preview"),
-    (Provider::Kimi, "moonshot-v1-8k"),
-    (Provider::Kimi, "moonshot-v1-32k"),
-    (Provider::Kimi, "moonshot-v1-128k"),
-    (Provider::Kimi, "a-model-the-agent-does-not-know"),
-    (Provider::Glm, "glm-4.6"),
-    (Provider::Glm, "glm-4.5"),
-    (Provider::Glm, "glm-4.5-air"),
-    (Provider::Glm, "glm-4.5-flash"),
-    (Provider::Glm, "glm-5-preview"),
-];
+/// Every model the agent knows by name, and two it does not (they fold into `other`).
+fn models() -> Vec<(Provider, &'static str)> {
+    let provider = |m: &str| match m.starts_with("glm") {
+        true => Provider::Glm,
+        false => Provider::Kimi,
+    };
+    KNOWN_MODELS
+        .iter()
+        .map(|m| (provider(m), *m))
+        .chain([
+            (Provider::Kimi, "a-model-the-agent-does-not-know"),
+            (Provider::Glm, "glm-5-preview"),
+        ])
+        .collect()
+}
 
 fn event(weight: u32, kind: EventKind) -> Event {
     Event {
@@ -84,10 +85,10 @@ fn totals(n: u64) -> Totals {
             }
         }
     }
-    for (provider, model) in MODELS {
+    for (provider, model) in models() {
         for status in CallStatus::ALL {
             t.provider_calls.push(ProviderTotal {
-                provider: *provider,
+                provider,
                 model: ModelName::new(model),
                 status: *status,
                 calls: n,
@@ -202,11 +203,11 @@ fn sampled(i: usize) -> Vec<Event> {
             },
         ));
     }
-    for (k, (provider, model)) in MODELS.iter().enumerate() {
+    for (k, (provider, model)) in models().into_iter().enumerate() {
         out.push(event(
             1,
             EventKind::ProviderCall {
-                provider: *provider,
+                provider,
                 model: ModelName::new(model),
                 status: CallStatus::Success,
                 latency_us: spread(k, 60_000_000),

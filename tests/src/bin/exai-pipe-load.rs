@@ -20,6 +20,7 @@ use exai_proto::event::*;
 use exai_proto::{CorrelationId, SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -78,20 +79,15 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
-/// The models a daemon serves, plus one it does not know (counted as `other`).
-const MODELS: &[(Provider, &str)] = &[
-    (Provider::Kimi, "kimi-k2-0905-preview"),
-    (Provider::Kimi, "kimi-k2-turbo-preview"),
-    (Provider::Kimi, "kimi-thinking-preview"),
-    (Provider::Kimi, "moonshot-v1-8k"),
-    (Provider::Kimi, "moonshot-v1-32k"),
-    (Provider::Kimi, "moonshot-v1-128k"),
-    (Provider::Glm, "glm-4.6"),
-    (Provider::Glm, "glm-4.5"),
-    (Provider::Glm, "glm-4.5-air"),
-    (Provider::Glm, "glm-4.5-flash"),
-    (Provider::Glm, "glm-experimental"),
-];
+/// The models a daemon serves (its own table), plus one it does not know (counted as
+/// `other`), last.
+static MODELS: LazyLock<Vec<(Provider, &'static str)>> = LazyLock::new(|| {
+    exai_daemon::providers::models::MODELS
+        .iter()
+        .map(|m| (m.provider, m.name))
+        .chain([(Provider::Glm, "glm-experimental")])
+        .collect()
+});
 
 /// One simulated daemon: its emitter and the request path's view of it.
 struct Daemon {
