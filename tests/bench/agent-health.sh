@@ -10,22 +10,10 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 conns=${2:-64}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } >&2
-cargo build --release --bins --locked >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 agent_cpu=(); wrk_cpu=()
 if [ -n "${PIN:-}" ]; then agent_cpu=(taskset -c 0); wrk_cpu=(taskset -c 1); fi
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port_from() { # wait for a "…127.0.0.1:PORT" line matching $2 in $1 and print PORT
-    for _ in $(seq 200); do
-        if grep -qE "$2" "$1"; then grep -oE "$2.*127\.0\.0\.1:[0-9]+" "$1" | head -1 | sed 's/.*://'; return; fi
-        sleep 0.05
-    done
-    echo "no port in $1" >&2; exit 1
-}
 
 EXAI_EVENTS_SOCKET="$work/events.sock" METRICS_PORT=0 HEALTH_CHECK_PORT=0 MONITORING_ENABLED=false \
     EXAI_HEALTH_INTERVAL_MS=1000 "${agent_cpu[@]}" "$bin/exai-agent" 2>"$work/agent.log" & pids+=($!)

@@ -23,20 +23,8 @@ series_daemons=${SERIES_DAEMONS:-500}
 series_secs=${SERIES_SECONDS:-60}
 daemons=${DAEMONS:-4}
 every=15
-cargo build --release --bins --locked >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port_from() { # wait for a "…127.0.0.1:PORT" line matching $2 in $1 and print PORT
-    for _ in $(seq 200); do
-        if grep -qE "$2" "$1"; then grep -oE "$2.*127\.0\.0\.1:[0-9]+" "$1" | head -1 | sed 's/.*://'; return; fi
-        sleep 0.05
-    done
-    echo "no port in $1" >&2; exit 1
-}
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 start_agent() { # $1 = log name, then extra env assignments; sets agent_pid, metrics_port
     local log="$work/$1.log"; shift
     rm -f "$work/events.sock"
@@ -46,7 +34,6 @@ start_agent() { # $1 = log name, then extra env assignments; sets agent_pid, met
     agent_pid=$!
     metrics_port=$(port_from "$log" "metrics listening")
 }
-rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # One scrape: prints "<sample lines> <seconds>".
 scrape() {

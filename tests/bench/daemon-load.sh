@@ -7,20 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
-cargo build --release --bins --locked >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port_from() { # wait for a "…127.0.0.1:PORT" line in $1 and print PORT
-    for _ in $(seq 200); do
-        if grep -qE "$2" "$1"; then grep -oE "$2.*127\.0\.0\.1:[0-9]+" "$1" | head -1 | sed 's/.*://'; return; fi
-        sleep 0.05
-    done
-    echo "no port in $1" >&2; exit 1
-}
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 
 "$bin/fake-llm" --port 0 2>"$work/llm.log" & pids+=($!)
 llm=$(port_from "$work/llm.log" "listening on")
@@ -36,7 +24,6 @@ start_daemon() { # $1 = log name, then extra env assignments
     daemon_pid=$!
     daemon_port=$(port_from "$log" "addr=")
 }
-rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 load() { "$bin/exai-load" --url "ws://127.0.0.1:$daemon_port/mcp" --duration "$secs" --warmup 2 "$@"; }
 field() { python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['$2'], 2))" "$1"; }
 

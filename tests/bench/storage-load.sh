@@ -17,20 +17,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-4}
 rounds=${2:-8}
 rate=${3:-1500}
-cargo build --release --bins --locked >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port_from() { # wait for a "…127.0.0.1:PORT" line in $1 and print PORT
-    for _ in $(seq 200); do
-        if grep -qE "$2" "$1" 2>/dev/null; then grep -oE "$2.*127\.0\.0\.1:[0-9]+" "$1" | head -1 | sed 's/.*://'; return; fi
-        sleep 0.05
-    done
-    echo "no port in $1" >&2; exit 1
-}
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # CPU time used, in 1/100 s
 
 "$bin/fake-llm" --port 0 2>"$work/llm.log" & pids+=($!)
