@@ -5,6 +5,7 @@
 pub mod config;
 pub mod dashboard;
 pub mod health;
+pub mod healthcheck;
 pub mod http_server;
 pub mod listener;
 pub mod metrics;

@@ -1,14 +1,14 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use exai_agent::config::{AgentConfig, Endpoint, Flags};
 use exai_agent::dashboard::{self, Dashboard};
 use exai_agent::health::{self, link::DaemonLink, HealthChecker};
 use exai_agent::http_server::{self, Handler};
-use exai_agent::listener;
 use exai_agent::metrics::instances::Instances;
 use exai_agent::metrics::pipe::PipeMetrics;
 use exai_agent::metrics::service::ServiceMetrics;
 use exai_agent::metrics::Registry;
 use exai_agent::sink::{EventSink, FanOut, Increases};
+use exai_agent::{healthcheck, listener};
 use exai_proto::settings::ProcessEnv;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,13 +22,29 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Exit 0 when the agent on HEALTH_CHECK_HOST:HEALTH_CHECK_PORT answers /health/live,
+    /// 1 otherwise: a container healthcheck that needs nothing else in the image.
+    Healthcheck {
+        /// Seconds allowed for the connect and for the answer
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Some(Command::Healthcheck { timeout }) = cli.command {
+        return run_healthcheck(&cli.flags, Duration::from_secs(timeout));
+    }
     let config = match AgentConfig::load(&ProcessEnv, &cli.flags) {
         Ok(config) => config,
         Err(e) => {
@@ -61,6 +77,31 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
+    let health = match AgentConfig::load(&ProcessEnv, flags) {
+        Ok(config) => config.health,
+        Err(e) => {
+            eprintln!("exai-agent healthcheck: invalid setting: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !health.enabled {
+        eprintln!("exai-agent healthcheck: HEALTH_CHECK_ENABLED is false, so there is no /health/live to ask");
+        return ExitCode::FAILURE;
+    }
+    let addr = healthcheck::target(health.addr);
+    match healthcheck::probe_live(addr, timeout) {
+        Ok(()) => {
+            println!("exai-agent on {addr} is live");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exai-agent healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod emitter;
+pub mod healthcheck;
 pub mod mcp;
 pub mod pipe_writer;
 pub mod process_stats;

@@ -11,7 +11,7 @@ use exai_daemon::storage::redis::RedisStore;
 use exai_daemon::storage::ConversationStore;
 use exai_daemon::supabase::Persistence;
 use exai_daemon::tools::Tools;
-use exai_daemon::{bridge, EventEmitter, Totals};
+use exai_daemon::{bridge, healthcheck, EventEmitter, Totals};
 use exai_proto::settings::ProcessEnv;
 use exai_proto::Provider;
 use std::process::ExitCode;
@@ -41,13 +41,24 @@ enum Command {
         #[arg(default_value = "ws://127.0.0.1:8079/mcp")]
         url: String,
     },
+    /// Exit 0 when the daemon on EXAI_WS_HOST:EXAI_WS_PORT answers HTTP, 1 otherwise: a
+    /// container healthcheck that needs nothing else in the image.
+    Healthcheck {
+        /// Seconds allowed for the connect and for the answer
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    if let Some(Command::Bridge { url }) = &cli.command {
-        return run_bridge(url);
+    match &cli.command {
+        Some(Command::Bridge { url }) => return run_bridge(url),
+        Some(Command::Healthcheck { timeout }) => {
+            return run_healthcheck(&cli.flags, Duration::from_secs(*timeout))
+        }
+        None => {}
     }
     let config = match DaemonConfig::load(&ProcessEnv, &cli.flags) {
         Ok(config) => config,
@@ -94,6 +105,27 @@ fn run_bridge(url: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exai-daemon bridge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
+    let listen = match DaemonConfig::load(&ProcessEnv, flags) {
+        Ok(config) => config.server.addr,
+        Err(e) => {
+            eprintln!("exai-daemon healthcheck: invalid setting: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = healthcheck::target(listen);
+    match healthcheck::http_status(addr, timeout) {
+        Ok(status) => {
+            println!("exai-daemon on {addr} answers (HTTP {status})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exai-daemon healthcheck: {e}");
             ExitCode::FAILURE
         }
     }
