@@ -6,6 +6,8 @@ usage: mcp_client.py SCENARIO URL [ARG]
   http     URL=http://…/mcp    the same over Streamable HTTP
   bridge   URL=ws://…/mcp      the same through `exai-daemon bridge` (ARG = path of exai-daemon)
   cancel   URL=ws://…/mcp      start a slow chat, cancel it, report what came back
+  handoff  URL=http://…/mcp    a chat on one daemon (Streamable HTTP), continued on
+           ARG=ws://…/mcp      another (WebSocket) with its continuation_id
 """
 
 import asyncio
@@ -97,6 +99,20 @@ async def cancel(url):
             say(step="status", meta=status.meta)
 
 
+async def handoff(first_url, second_url):
+    async with streamablehttp_client(first_url) as (read, write, _session_id):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            first = await session.call_tool("chat", {"prompt": "started on one daemon"})
+            say(step="first", is_error=first.isError, text=first.content[0].text, meta=first.meta)
+    async with websocket_client(second_url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            second = await session.call_tool("chat", {
+                "prompt": "continued on another", "continuation_id": first.meta["continuation_id"]})
+            say(step="second", is_error=second.isError, text=second.content[0].text, meta=second.meta)
+
+
 def main():
     scenario, url = sys.argv[1], sys.argv[2]
     if scenario == "ws":
@@ -107,6 +123,8 @@ def main():
         asyncio.run(over_bridge(url, sys.argv[3]))
     elif scenario == "cancel":
         asyncio.run(cancel(url))
+    elif scenario == "handoff":
+        asyncio.run(handoff(url, sys.argv[3]))
     else:
         sys.exit(f"unknown scenario {scenario}")
 

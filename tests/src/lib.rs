@@ -1,6 +1,7 @@
 //! Shared harness for the end-to-end tests: start the real binaries, read their logs,
 //! scrape their metrics, and wait for what a user would observe.
 
+pub mod compose;
 pub mod fake_llm;
 pub mod fake_postgrest;
 pub mod mcp;

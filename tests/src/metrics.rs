@@ -118,6 +118,27 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_string()))
 }
 
+/// The single value of a Prometheus instant query to the server on loopback `port`, if the
+/// query answers exactly one series.
+pub fn prometheus_scalar(port: u16, query: &str) -> Option<f64> {
+    let encoded: String = query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = http_get(port, &format!("/api/v1/query?query={encoded}"))?;
+    let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+    if status != 200 {
+        return None;
+    }
+    match &body["data"]["result"].as_array()?[..] {
+        [one] => one["value"][1].as_str()?.parse().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
