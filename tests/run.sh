@@ -11,6 +11,7 @@ NEEDED=(
     "promtool:prometheus"   # promtool checks /metrics; the prometheus server scrapes it
     "chromium:chromium"     # the dashboard's browser tests (driven by Playwright)
     "redis-server:redis-server"   # conversation storage tests run a real Redis
+    "debootstrap:debootstrap"     # the compose test builds its Debian base image
 )
 missing=()
 for pair in "${NEEDED[@]}"; do
