@@ -19,11 +19,15 @@ use exai_tests::process::{bin_path, python_sdk};
 use exai_tests::{wait_for, Scrape};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The label that names a daemon in the agent's per-daemon series.
 const DAEMON_LABEL: &str = "instance";
+
+/// The image's user, who runs both programs (compose/Dockerfile).
+const EXAI_UID: u32 = 10001;
 
 /// Bound for what takes containers: starts, restarts, healthchecks every 5 s, scrapes
 /// every 15 s. A passing run returns as soon as each condition holds.
@@ -208,6 +212,8 @@ fn the_daemon_serves_alone(project: &Project, sent: &mut u64, report: &mut Repor
     );
     *sent += 2;
     wait_healthy(project, "daemon", 1);
+    let ps = project.run(&["ps", "daemon"]);
+    assert!(ps.contains("(healthy)"), "{ps}");
     report.row(
         "daemon alone, no agent",
         Chats::all_answered(2),
@@ -241,6 +247,23 @@ fn the_stack_answers_from_the_host(project: &Project, sent: &mut u64, report: &m
     assert_eq!(report_json["components"]["storage"]["type"], "redis");
     assert_eq!(report_json["components"]["supabase"]["enabled"], true);
 
+    // Neither program runs as root, and the socket directory the volume shares belongs to
+    // the user both run as.
+    for service in ["daemon", "agent"] {
+        let uid = project.run(&["exec", "-T", service, "id", "-u"]);
+        assert_eq!(uid.trim(), EXAI_UID.to_string(), "{service} runs as");
+    }
+    let volume = compose::inspect_volume(&format!("{}_events", project.name()), "{{.Mountpoint}}");
+    let socket_dir = std::fs::metadata(&volume).expect("the events volume's directory");
+    assert_eq!(
+        (socket_dir.uid(), socket_dir.mode() & 0o777),
+        (EXAI_UID, 0o700)
+    );
+    let socket = std::fs::symlink_metadata(Path::new(&volume).join("events.sock"))
+        .expect("the agent's socket in the events volume");
+    assert!(socket.file_type().is_socket());
+    assert_eq!((socket.uid(), socket.mode() & 0o777), (EXAI_UID, 0o660));
+
     let dashboard = project.port("agent", 8080, 1);
     let (status, page) = http_get(dashboard, "/").expect("the dashboard answers");
     assert_eq!(status, 200);
@@ -248,7 +271,7 @@ fn the_stack_answers_from_the_host(project: &Project, sent: &mut u64, report: &m
     report.row(
         "stack up, chat from the host",
         Chats::all_answered(2),
-        format!("mcp_requests_total {counted} = {sent} sent; /health healthy; dashboard 200"),
+        format!("mcp_requests_total {counted} = {sent} sent; /health healthy; dashboard 200; both run as uid {EXAI_UID}, socket 0660 in a 0700 volume"),
         Recovery::none(),
     );
 }

@@ -101,3 +101,10 @@ pub fn inspect(id: &str, format: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// `docker volume inspect -f FORMAT NAME`, trimmed.
+pub fn inspect_volume(name: &str, format: &str) -> String {
+    run(Command::new("docker").args(["volume", "inspect", "-f", format, name]))
+        .trim()
+        .to_string()
+}
