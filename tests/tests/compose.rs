@@ -8,8 +8,9 @@
 //! chat from the host through the published ports; the agent is restarted, then killed
 //! and started, under a load of chats; the daemon is recreated while Supabase's stand-in
 //! is down; two daemons share one agent and one Redis; Prometheus comes with its profile;
-//! `stop` lets every program finish on its own. Every chat the test sends is counted, and `mcp_requests_total` must match it exactly
-//! at each step. A table of what each step measured closes the test.
+//! `stop` lets every program finish on its own. Every chat the test sends is counted, and
+//! `mcp_requests_total` must match that count exactly at each step. A table of what each
+//! step measured closes the test.
 
 use exai_tests::compose::{self, ChatLoad, ComposeTool, Images, Project};
 use exai_tests::fake_postgrest::{self, FakePostgrest};
@@ -271,7 +272,10 @@ fn the_stack_answers_from_the_host(project: &Project, sent: &mut u64, report: &m
     report.row(
         "stack up, chat from the host",
         Chats::all_answered(2),
-        format!("mcp_requests_total {counted} = {sent} sent; /health healthy; dashboard 200; both run as uid {EXAI_UID}, socket 0660 in a 0700 volume"),
+        format!(
+            "mcp_requests_total {counted} = {sent} sent; /health healthy; dashboard 200; {}",
+            format_args!("uid {EXAI_UID} in both, socket 0660 in a 0700 volume")
+        ),
         Recovery::none(),
     );
 }
@@ -423,6 +427,12 @@ fn two_daemons_share_one_agent(project: &Project, sent: &mut u64, report: &mut R
     let (first, second) = (serving_daemon(project, 1), serving_daemon(project, 2));
     assert_ne!(first, second);
     let metrics = wait_agent_sees(project, 2);
+    let health = project.port("agent", 8081, 1);
+    wait_for("/health to count two daemons", CONTAINER_PATIENCE, || {
+        let (_, body) = http_get(health, "/health")?;
+        let body: Value = serde_json::from_str(&body).ok()?;
+        (body["components"]["daemon"]["instances"] == 2).then_some(())
+    });
     let steps = python_sdk(&[
         "handoff",
         &format!("http://127.0.0.1:{first}/mcp"),
@@ -444,7 +454,7 @@ fn two_daemons_share_one_agent(project: &Project, sent: &mut u64, report: &mut R
         "scale daemon=2, one agent",
         Chats::all_answered(2),
         format!(
-            "2 daemons connected; continued on the other with history_turns 1; mcp_requests_total {counted} = {sent} sent"
+            "2 daemons in /metrics and /health; continued on the other with history_turns 1; mcp_requests_total {counted} = {sent} sent"
         ),
         Recovery::none(),
     );
