@@ -247,7 +247,7 @@ fn exai_image(
     run(Command::new("docker")
         .args(["build", "-q", "-t", &tag])
         .arg(&context));
-    remove_other_tags("exai-test/exai", &tag);
+    remove_old_tags("exai-test/exai", &tag);
     built.push((tag.clone(), started.elapsed()));
     tag
 }
@@ -439,15 +439,21 @@ fn write_executable(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// Removes the other tags of `repository`, so changed binaries do not pile up images.
-fn remove_other_tags(repository: &str, keep: &str) {
+/// Images of `repository` kept besides the one just built: runs from other work trees of
+/// this machine may be using them at the same time.
+const KEEP_OTHER_TAGS: usize = 2;
+
+/// Removes all but the newest tags of `repository`, so changed binaries do not pile up
+/// images.
+fn remove_old_tags(repository: &str, keep: &str) {
+    // Newest first.
     let tags = run(Command::new("docker").args([
         "images",
         "--format",
         "{{.Repository}}:{{.Tag}}",
         repository,
     ]));
-    for old in tags.lines().filter(|t| *t != keep) {
+    for old in tags.lines().filter(|t| *t != keep).skip(KEEP_OTHER_TAGS) {
         // One a container still uses stays; that is fine.
         let _ = Command::new("docker").args(["rmi", old]).output();
     }
