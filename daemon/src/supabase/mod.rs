@@ -12,6 +12,7 @@ pub mod uploader;
 use crate::config::SupabaseConfig;
 use crate::storage::Turn;
 use crate::EventEmitter;
+use exai_proto::{SupabaseResult, SupabaseView};
 use postgrest::{Failure, PostgrestClient};
 use record::TurnRecord;
 use spool::{Spool, SpoolError, SpoolStats};
@@ -40,22 +41,34 @@ pub struct Persistence {
     started: std::time::Instant,
 }
 
-/// What `status` shows about uploads.
+/// What `status` and the heartbeat show about uploads.
 #[derive(Debug, Default)]
 pub struct UploadState {
     /// Records Supabase acknowledged since start.
     uploaded: AtomicU64,
     /// The failure that pauses uploads now, if any.
     failing: Mutex<Option<String>>,
+    /// The last upload's outcome and when it was, for the heartbeat.
+    last: Mutex<Option<(SupabaseResult, std::time::Instant)>>,
 }
 
 impl UploadState {
     fn resumed(&self, records: u64) {
         self.uploaded.fetch_add(records, Relaxed);
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.set_last(SupabaseResult::Ok);
+    }
+
+    fn set_last(&self, result: SupabaseResult) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((result, std::time::Instant::now()));
     }
 
     fn failed(&self, failure: &Failure) {
+        self.set_last(match failure {
+            Failure::Transient(_) => SupabaseResult::Retry,
+            Failure::Auth(_) | Failure::Refused(_) => SupabaseResult::Rejected,
+        });
         let text = match failure {
             Failure::Auth(why) => format!("service role key rejected ({why}); uploads paused"),
             Failure::Refused(why) => format!("rows refused ({why}); uploads paused"),
@@ -178,6 +191,24 @@ impl Persistence {
             self.refusals_unlogged.fetch_sub(unlogged, Relaxed);
             tracing::error!(error = %e, refused_turns = unlogged, total_refused = self.spool.stats().refused,
                 "Supabase spool refused a chat turn: it will not reach Supabase (the chat was answered)");
+        }
+    }
+
+    /// Persistence as the heartbeat reports it.
+    pub fn view(&self) -> SupabaseView {
+        let spool = self.spool.stats();
+        let last = *self.uploads.last.lock().unwrap_or_else(|e| e.into_inner());
+        SupabaseView {
+            enabled: true,
+            last_upload: last.map(|(result, _)| result),
+            last_http_status: 0,
+            last_upload_ms_ago: last.map_or(u64::MAX, |(_, at)| at.elapsed().as_millis() as u64),
+            spool_depth: spool.depth,
+            spool_bytes: spool.bytes,
+            refused_turns: spool.refused,
+            write_timeouts: 0,
+            dead_letters: 0,
+            damaged_records: 0,
         }
     }
 
