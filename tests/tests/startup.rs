@@ -147,7 +147,7 @@ fn a_live_agents_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     let daemon = Daemon::start(&socket);
     second.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 1.0,
     );
 }

@@ -25,8 +25,9 @@ use tracing::debug;
 /// Largest message a client may send (a search is a few dozen bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
-/// A client that has not taken a frame for this long is gone (lid closed, cable pulled).
-const SEND_WITHIN: Duration = Duration::from_secs(10);
+/// A client that has not taken a frame for this long is gone (lid closed, cable pulled,
+/// or never meant to read): its place goes to the next.
+const SEND_WITHIN: Duration = Duration::from_secs(5);
 
 /// Searches one client may make per second; more are ignored.
 const SEARCHES_PER_SECOND: u32 = 4;
@@ -41,7 +42,7 @@ pub fn handler(
     cancel: CancellationToken,
 ) -> Handler {
     Arc::new(move |req| {
-        if loopback_only && !loopback_host(&req) {
+        if loopback_only && !http_server::loopback_host(&req) {
             return http_server::text(
                 403,
                 PLAIN,
@@ -64,21 +65,6 @@ pub fn handler(
             ),
         }
     })
-}
-
-fn loopback_host(req: &Request<Incoming>) -> bool {
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
-        return true;
-    };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A browser page from another site must not read the stream: an `Origin`, when sent,
@@ -172,9 +158,16 @@ async fn serve_client<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut tx, mut rx) = ws.split();
+    // The snapshot is the largest frame (a few hundred KB): a client that does not take it
+    // in time gives its place back like any other slow client.
     let snapshot = Utf8Bytes::from(dashboard.snapshot());
-    if tx.send(Message::Text(snapshot)).await.is_err() {
-        return;
+    tokio::select! {
+        sent = tokio::time::timeout(SEND_WITHIN, tx.send(Message::Text(snapshot))) => {
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+        _ = cancel.cancelled() => return,
     }
     let mut searches = (Instant::now(), 0u32);
     loop {

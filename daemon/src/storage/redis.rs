@@ -32,8 +32,9 @@ pub const KEY_PREFIX: &str = "exai:thread:";
 /// How often the probe pings while Redis is unreachable: the longest a recovered Redis
 /// goes unnoticed.
 const PROBE_WHILE_DOWN: Duration = Duration::from_millis(500);
-/// How often it pings while Redis answers, to notice a silent loss without traffic.
-const PROBE_WHILE_UP: Duration = Duration::from_secs(5);
+/// How often it pings while Redis answers, to notice a silent loss without traffic: the
+/// heartbeat reports Redis to the agent once a second, so about as often.
+const PROBE_WHILE_UP: Duration = Duration::from_secs(1);
 
 pub struct RedisStore {
     conn: ConnectionManager,

@@ -48,27 +48,23 @@ pub struct UploadState {
     uploaded: AtomicU64,
     /// The failure that pauses uploads now, if any.
     failing: Mutex<Option<String>>,
-    /// The last upload's outcome and when it was, for the heartbeat.
-    last: Mutex<Option<(SupabaseResult, std::time::Instant)>>,
+    /// The last request's outcome, its HTTP status (0: none) and when, for the heartbeat.
+    last: Mutex<Option<(SupabaseResult, u16, std::time::Instant)>>,
 }
 
 impl UploadState {
     fn resumed(&self, records: u64) {
         self.uploaded.fetch_add(records, Relaxed);
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.set_last(SupabaseResult::Ok);
     }
 
-    fn set_last(&self, result: SupabaseResult) {
+    /// One request to Supabase got this answer.
+    fn answered(&self, answer: &postgrest::Answer) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((result, std::time::Instant::now()));
+            Some((answer.result, answer.status, std::time::Instant::now()));
     }
 
     fn failed(&self, failure: &Failure) {
-        self.set_last(match failure {
-            Failure::Transient(_) => SupabaseResult::Retry,
-            Failure::Auth(_) | Failure::Refused(_) => SupabaseResult::Rejected,
-        });
         let text = match failure {
             Failure::Auth(why) => format!("service role key rejected ({why}); uploads paused"),
             Failure::Refused(why) => format!("rows refused ({why}); uploads paused"),
@@ -200,9 +196,9 @@ impl Persistence {
         let last = *self.uploads.last.lock().unwrap_or_else(|e| e.into_inner());
         SupabaseView {
             enabled: true,
-            last_upload: last.map(|(result, _)| result),
-            last_http_status: 0,
-            last_upload_ms_ago: last.map_or(u64::MAX, |(_, at)| at.elapsed().as_millis() as u64),
+            last_upload: last.map(|(result, _, _)| result),
+            last_http_status: last.map_or(0, |(_, status, _)| status),
+            last_upload_ms_ago: last.map_or(u64::MAX, |(_, _, at)| at.elapsed().as_millis() as u64),
             spool_depth: spool.depth,
             spool_bytes: spool.bytes,
             refused_turns: spool.refused,
