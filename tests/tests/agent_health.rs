@@ -512,3 +512,23 @@ fn the_link_shows_in_health_at_once_not_at_the_next_check() {
     // Reported, not asserted: the machine's load decides the exact figure.
     eprintln!("health followed the link: 200 {connected:?} after the daemon started, 503 {gone:?} after it was killed");
 }
+
+/// Bound to loopback, `/health*` and `/metrics` answer only loopback host names: a page
+/// from another site that rebinds its name to 127.0.0.1 gets nothing.
+#[test]
+fn foreign_host_names_are_refused_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("events.sock"));
+    let health = agent.health_port.unwrap();
+    for (port, path) in [
+        (health, "/health"),
+        (health, "/health/live"),
+        (agent.metrics_port, "/metrics"),
+    ] {
+        let (code, body) = exai_tests::metrics::http_get_as(port, path, "evil.example:80").unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(!body.contains("exai_build_info"), "{body}");
+        let (code, _) = exai_tests::metrics::http_get_as(port, path, "localhost").unwrap();
+        assert_ne!(code, 403, "{path}");
+    }
+}

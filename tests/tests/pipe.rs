@@ -475,3 +475,105 @@ fn a_peer_that_never_says_hello_is_closed() {
     );
     agent.proc.wait_for_log("no Hello within 10s");
 }
+
+/// A daemon newer than this agent — one more tool, status and event kind, fields this
+/// agent does not know — is read, not refused: the known events are counted and applied,
+/// the unknown ones counted as such, and the connection is kept.
+#[test]
+fn a_newer_daemons_stream_is_read_and_what_is_unknown_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let newer = exai_proto::fixture::newer_daemon("newer-1", "newer-daemon", 0);
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.write_all(&newer.wire).unwrap();
+    let mine = [("daemon", "newer-daemon")];
+    agent.wait_metric("exai_pipe_events_received_total", &mine, |v| {
+        v == newer.batch_len as f64
+    });
+    let scrape = agent.scrape();
+    let received = |kind| {
+        scrape.sum(
+            "exai_pipe_events_received_total",
+            &[("daemon", "newer-daemon"), ("kind", kind)],
+        )
+    };
+    assert_eq!(received("mcp_request"), 1.0);
+    assert_eq!(received("heartbeat"), 1.0);
+    assert_eq!(received("ws_message"), 1.0);
+    assert_eq!(received("unknown"), f64::from(newer.unknown_kinds));
+    let unknown = |what| {
+        scrape.sum(
+            "exai_pipe_unknown_total",
+            &[("daemon", "newer-daemon"), ("what", what)],
+        )
+    };
+    assert_eq!(unknown("event_kind"), f64::from(newer.unknown_kinds));
+    // The Hello's appended field, and the batch's.
+    assert_eq!(unknown("field"), f64::from(newer.unknown_fields + 1));
+    assert_eq!(unknown("label_value"), f64::from(newer.unknown_labels));
+    // The heartbeat's totals hold a tool this agent does not know: counted under `other`.
+    assert_eq!(
+        scrape.sum(
+            "mcp_requests_total",
+            &[("daemon", "newer-daemon"), ("endpoint", "other")]
+        ),
+        newer.heartbeat_requests as f64
+    );
+    assert_eq!(scrape.sum("exai_pipe_frames_rejected_total", &[]), 0.0);
+    assert_eq!(scrape.sum("exai_pipe_events_lost_total", &mine), 0.0);
+    // Still connected: the agent acknowledged the whole batch and kept the link.
+    let mut ack = [0u8; 16];
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let n = conn.read(&mut ack).unwrap();
+    assert!(n > 0, "an acknowledgement");
+    assert_eq!(agent.scrape().sum("exai_pipe_daemon_connected", &mine), 1.0);
+}
+
+/// Past EXAI_PIPE_MAX_CONNECTIONS, a new connection is closed at once and counted; the
+/// connected daemons are not disturbed.
+#[test]
+fn connections_past_the_cap_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start_with(&socket, &[("EXAI_PIPE_MAX_CONNECTIONS", "2".into())]);
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_daemon_connected",
+        &[("daemon", &daemon.name)],
+        |v| v == 1.0,
+    );
+    // Holds the second place without saying anything.
+    let _quiet = UnixStream::connect(&socket).unwrap();
+    agent.wait_metric("exai_pipe_connections_total", &[], |v| v == 2.0);
+    let mut third = UnixStream::connect(&socket).unwrap();
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(third.read(&mut buf).unwrap_or(0), 0, "closed at once");
+    agent.wait_metric(
+        "exai_pipe_frames_rejected_total",
+        &[("reason", "too_many_connections")],
+        |v| v == 1.0,
+    );
+    let before = received(&agent, &daemon.name);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("daemon", &daemon.name)],
+        |v| v > before,
+    );
+}
+
+/// Before its Hello a peer may not make the agent buffer more than a Hello's worth.
+#[test]
+fn a_hello_larger_than_its_limit_is_refused_before_it_is_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let claimed = (frame::MAX_HELLO_LEN as u32) + 1;
+    send_and_expect_close(&socket, &claimed.to_le_bytes());
+    agent.wait_metric(
+        "exai_pipe_frames_rejected_total",
+        &[("reason", "bad_length")],
+        |v| v == 1.0,
+    );
+}

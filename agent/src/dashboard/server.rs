@@ -227,6 +227,41 @@ fn search_request(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemons::{Daemons, DaemonsConfig};
+    use crate::health::Health;
+    use crate::metrics::{Families, Registry};
+
+    fn dashboard() -> Dashboard {
+        let registry = Registry::new();
+        let families = Arc::new(Families::new(&registry));
+        let daemons = Arc::new(Daemons::new(
+            families,
+            DaemonsConfig {
+                ttl: Duration::from_secs(60),
+                max_daemons: 8,
+                max_models: 8,
+            },
+        ));
+        let config = crate::config::AgentConfig::load(&[("X", "1")], &Default::default()).unwrap();
+        let (_publish, findings) = tokio::sync::watch::channel(Arc::default());
+        let health = Arc::new(Health::new(config.health_checks, daemons.clone(), findings));
+        Dashboard::new(config.dashboard, &registry, daemons, health)
+    }
+
+    /// A client that takes nothing, not even the snapshot, gives its place back after the
+    /// time limit instead of holding it for as long as it keeps the socket open.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_is_let_go_after_the_time_limit() {
+        let dashboard = dashboard();
+        // A pipe with room for 64 bytes: the snapshot alone does not fit.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        let (_id, frames) = dashboard.join().unwrap();
+        let started = tokio::time::Instant::now();
+        serve_client(&dashboard, ws, frames, CancellationToken::new()).await;
+        // Paused time: this is the limit the task waited, not the machine's speed.
+        assert_eq!(started.elapsed(), SEND_WITHIN);
+    }
 
     #[test]
     fn reads_a_search_and_ignores_anything_else() {
