@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The seed's families, and those DESIGN.md adds.
+/// The seed's families, and those docs/ARCHITECTURE.md adds.
 const FAMILIES: &[&str] = &[
     "mcp_requests_total",
     "mcp_request_duration_seconds",
