@@ -577,3 +577,82 @@ fn a_hello_larger_than_its_limit_is_refused_before_it_is_buffered() {
         |v| v == 1.0,
     );
 }
+
+/// A hostile or broken daemon whose running totals sit at the top of u64 — twice, so
+/// that any sum would overflow — does not panic the agent (these tests run a debug build,
+/// where overflow panics): the counts saturate and the agent keeps serving.
+#[test]
+fn totals_near_u64_max_saturate_and_the_agent_keeps_serving() {
+    use exai_proto::heartbeat::{ProviderTotal, RequestTotal};
+    use exai_proto::{CallStatus, Heartbeat, McpMethod, Provider, RequestStatus, Tool, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let mut agent = Agent::start(&socket);
+    let mut hb = Heartbeat::default();
+    for tool in [Tool::Version, Tool::Other, Tool::Other] {
+        hb.totals.requests.push(RequestTotal {
+            transport: Transport::WebSocket,
+            method: McpMethod::ToolsCall,
+            tool,
+            status: RequestStatus::Success,
+            count: u64::MAX,
+        });
+    }
+    for model in ["a", "b"] {
+        hb.totals.provider_calls.push(ProviderTotal {
+            provider: Provider::Glm,
+            model: model.into(),
+            status: CallStatus::Success,
+            calls: u64::MAX,
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            reasoning_tokens: u64::MAX,
+            cached_tokens: u64::MAX,
+        });
+    }
+    hb.pipe.dropped.queue_full = u64::MAX;
+    hb.pipe.dropped.write_error = u64::MAX;
+    hb.supabase.enabled = true;
+    hb.supabase.spool_depth = u64::MAX;
+    let beat = exai_proto::Event {
+        at_unix_us: u64::MAX,
+        correlation: CorrelationId::empty(),
+        weight: u32::MAX,
+        kind: EventKind::Heartbeat(Box::new(hb)),
+    };
+    let hello = Hello {
+        instance_id: "huge".into(),
+        name: "huge".into(),
+        next_seq: u64::MAX - 4,
+        acked_seq: 0,
+        ..a_hello()
+    };
+    let mut wire = Vec::new();
+    frame::encode_hello(&hello, &mut wire);
+    frame::encode_batch(u64::MAX - 4, &[beat.clone(), beat], &mut wire).unwrap();
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.write_all(&wire).unwrap();
+    let mine = [("daemon", "huge")];
+    agent.wait_metric("exai_pipe_events_received_total", &mine, |v| v == 2.0);
+    let scrape = agent.scrape();
+    let max = u64::MAX as f64;
+    assert_eq!(
+        scrape.sum(
+            "mcp_requests_total",
+            &[("daemon", "huge"), ("endpoint", "other")]
+        ),
+        max
+    );
+    assert_eq!(
+        scrape.sum("exai_pipe_events_lost_total", &mine),
+        (u64::MAX - 4) as f64
+    );
+    assert!(agent.proc.is_running(), "the agent survived");
+    // And it still serves a real daemon.
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("daemon", &daemon.name)],
+        |v| v >= 1.0,
+    );
+}
