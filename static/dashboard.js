@@ -918,7 +918,7 @@
     const daemons = arr(p.daemons).map(obj);
     const connected = daemons.filter((d) => d.connected === true).length;
     for (const d of daemons) {
-      const inst = str(d.instance) || "?";
+      const inst = str(d.daemon) || str(d.instance) || "?";
       const short = inst.length > 14 ? inst.slice(0, 12) + "…" : inst;
       const on = d.connected === true;
       const age = num(d.last_event_age_s);

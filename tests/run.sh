@@ -52,8 +52,13 @@ log "tests"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
-cargo test --workspace --locked 2>&1 | tee "$out" || status=$?
-# One closing line for the whole run: cargo's own last line is a doc-test binary's.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "\nSummary: %d passed, %d failed\n", p, f }' "$out"
+# Every test binary runs, even after one fails; the summary counts them all.
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+# One closing line for the whole run: cargo's own last line is a doc-test binary's. A
+# binary that died without its result line (a crash, a signal) is counted too.
+awk '/^ *(Running|Doc-tests) / { binaries++ }
+     /^test result:/ { results++; for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\nSummary: %d passed, %d failed, in %d test binaries", p, f, binaries;
+           if (binaries > results) printf "; %d of them ended without a result", binaries - results;
+           printf "\n" }' "$out"
 exit $status

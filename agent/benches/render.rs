@@ -1,48 +1,53 @@
 //! What a Prometheus scrape of `/metrics` costs the agent at 10,000 series: every family
 //! writing its series as text, as the metrics handler does it.
 //!
-//! The registry is filled the way the listener fills it: each daemon says Hello (its pipe
-//! counters and info series), then sends a heartbeat whose running totals cover the whole
-//! label vocabulary and a batch of sampled events that gives every histogram its series.
-//! The families without an `instance` label top out near 1,000 series, so 10,000 takes
-//! ~500 labelled daemons (18 series each); the bench raises the instance cap to fit them.
+//! The registry is filled the way the listener fills it: each daemon says Hello (its
+//! catalogue, pipe counters and info series), then sends a heartbeat whose running totals
+//! cover the whole label vocabulary and a batch of sampled events that gives every
+//! histogram its series. Every series carries its daemon's label, so daemons are added
+//! until the text holds 10,000 series.
 //! Run: cargo bench -p exai-agent --bench render
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use exai_agent::metrics::instances::Instances;
-use exai_agent::metrics::pipe::PipeMetrics;
-use exai_agent::metrics::service::ServiceMetrics;
-use exai_agent::metrics::Registry;
-use exai_agent::sink::Increases;
-use exai_agent::{DaemonInfo, EventSink};
+use exai_agent::daemons::{Daemons, DaemonsConfig};
+use exai_agent::metrics::{Families, Registry};
 use exai_proto::heartbeat::{
     ConnectionTotal, ProviderTotal, RequestTotal, StorageTotal, SupabaseTotal, WsTotal,
 };
 use exai_proto::{
-    CallStatus, ConnectionPhase, Direction, DropCounts, Event, EventKind, EventLabel, Heartbeat,
-    McpMethod, ModelName, PipeStats, ProcessStats, Provider, RefusalReason, RequestStatus,
-    SamplingPolicy, StorageBackend, StorageOp, StorageResult, SupabaseOp, SupabaseResult,
-    SupabaseTable, Tool, Totals, Transport, KNOWN_MODELS,
+    Batch, CallStatus, ConnectionPhase, Direction, DropCounts, Event, EventKind, Heartbeat, Hello,
+    McpMethod, ModelEntry, ModelName, PipeStats, ProcessStats, Provider, ProviderCall,
+    RefusalReason, RequestStatus, StorageBackend, StorageOp, StorageResult, SupabaseOp,
+    SupabaseResult, SupabaseTable, Tool, Totals, Transport, Unknown,
 };
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Daemons in the fleet; with the instance-independent families this gives ≥ 10,000 series.
-const DAEMONS: usize = 500;
+/// Series the fleet must reach.
+const SERIES: usize = 10_000;
 
-/// Every model the agent knows by name, and two it does not (they fold into `other`).
+/// The models a daemon announces, and two it does not (they fold into `other`).
+const CATALOGUE: &[(Provider, &str)] = &[
+    (Provider::Kimi, "kimi-k2.6"),
+    (Provider::Kimi, "kimi-k2.5"),
+    (Provider::Kimi, "moonshot-v1-8k"),
+    (Provider::Kimi, "moonshot-v1-32k"),
+    (Provider::Kimi, "moonshot-v1-128k"),
+    (Provider::Glm, "glm-5"),
+    (Provider::Glm, "glm-4.7"),
+    (Provider::Glm, "glm-4.6"),
+    (Provider::Glm, "glm-4.5-air"),
+    (Provider::Glm, "glm-4.5-flash"),
+];
+
 fn models() -> Vec<(Provider, &'static str)> {
-    let provider = |m: &str| match m.starts_with("glm") {
-        true => Provider::Glm,
-        false => Provider::Kimi,
-    };
-    KNOWN_MODELS
+    CATALOGUE
         .iter()
-        .map(|m| (provider(m), *m))
+        .copied()
         .chain([
             (Provider::Kimi, "a-model-the-agent-does-not-know"),
-            (Provider::Glm, "glm-5-preview"),
+            (Provider::Glm, "glm-6-preview"),
         ])
         .collect()
 }
@@ -94,6 +99,8 @@ fn totals(n: u64) -> Totals {
                 calls: n,
                 input_tokens: 250 * n,
                 output_tokens: 600 * n,
+                reasoning_tokens: 300 * n,
+                cached_tokens: 50 * n,
             });
         }
     }
@@ -177,8 +184,17 @@ fn heartbeat(i: usize, n: u64) -> Event {
                     disconnected: 2,
                 },
             },
-            spool_depth: 3,
             totals: totals(n),
+            storage: exai_proto::StorageView {
+                backend: StorageBackend::Redis,
+                reachable: true,
+                ..Default::default()
+            },
+            supabase: exai_proto::SupabaseView {
+                enabled: true,
+                spool_depth: 3,
+                ..Default::default()
+            },
         })),
     )
 }
@@ -206,17 +222,20 @@ fn sampled(i: usize) -> Vec<Event> {
     for (k, (provider, model)) in models().into_iter().enumerate() {
         out.push(event(
             1,
-            EventKind::ProviderCall {
+            EventKind::ProviderCall(ProviderCall {
                 provider,
                 model: ModelName::new(model),
                 status: CallStatus::Success,
                 latency_us: spread(k, 60_000_000),
                 ttft_us: Some(spread(k, 5_000_000)),
+                ttfa_us: Some(spread(k, 30_000_000)),
                 input_tokens: 250,
                 output_tokens: 600,
+                reasoning_tokens: 300,
+                cached_tokens: 50,
                 attempts: 1,
                 bytes: 4096,
-            },
+            }),
         ));
     }
     for (k, (op, backend)) in StorageOp::ALL
@@ -273,51 +292,71 @@ fn uuid_like(i: u64) -> String {
     )
 }
 
-/// A registry as a long-running agent with `DAEMONS` labelled daemons would hold it.
-fn fleet() -> Registry {
+/// A registry as a long-running agent serving a fleet would hold it: daemons added until
+/// there are [`SERIES`] series. Their sessions are returned: dropping them would mark the
+/// daemons gone and remove their live gauges.
+fn fleet() -> (Registry, usize, Vec<exai_agent::daemons::Session>) {
     let registry = Registry::new();
-    let instances = Arc::new(Instances::new(DAEMONS + 12, Duration::from_secs(600)));
-    let pipe = PipeMetrics::new(&registry, instances);
-    let service = ServiceMetrics::new(&registry);
-    service.agent_process(21_000_000, 3.0);
-    service.disk_usage("/", 41.0);
-    let service = Increases::new(service);
+    let families = Arc::new(Families::new(&registry));
+    families.agent_process(21_000_000, 3.0);
+    families.disk.with_label_values(&["/"]).set(41.0);
     for reason in ["bad_payload", "no_hello"] {
-        pipe.frame_rejected(reason);
+        families.frame_rejected(reason);
     }
-    for i in 0..DAEMONS {
-        let instance_id = uuid_like(i as u64);
-        let label = pipe.instances().connected(&instance_id);
-        let counters = pipe.instance(&label);
-        counters.connected.set(1);
-        pipe.connection_accepted();
-        let daemon = DaemonInfo {
-            instance_id,
-            label,
+    let daemons = Arc::new(Daemons::new(
+        families,
+        DaemonsConfig {
+            ttl: Duration::from_secs(600),
+            max_daemons: 1000,
+            max_models: 64,
+        },
+    ));
+    let catalogue: Vec<ModelEntry> = CATALOGUE
+        .iter()
+        .map(|(provider, name)| ModelEntry {
+            provider: *provider,
+            name: ModelName::new(name),
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    while series(&registry) < SERIES {
+        let i = sessions.len();
+        let hello = Hello {
+            instance_id: uuid_like(i as u64).as_str().into(),
+            name: format!("exai-{i}.internal:8079").as_str().into(),
             pid: 1000 + i as u32,
             version: "0.1.0".into(),
             started_at_unix_ms: 1_764_000_000_000,
-            sampling: SamplingPolicy::default(),
+            models: catalogue.clone(),
+            ..Hello::default()
         };
-        service.daemon_connected(&daemon);
+        let session = daemons.connect(&hello, Unknown::default()).unwrap();
+        let mut seq = 0;
         for n in 1..=2 {
-            let mut batch = sampled(i);
-            batch.push(heartbeat(i, n));
-            for (kind, counter) in EventLabel::ALL.iter().zip(&counters.received) {
-                let n = batch.iter().filter(|e| e.kind.label() == *kind).count();
-                counter.inc_by(n as u64 + 1000);
-            }
-            if let Some(Event {
-                kind: EventKind::Heartbeat(hb),
-                ..
-            }) = batch.last()
-            {
-                pipe.daemon_pipe(&daemon.instance_id, &daemon.label, &hb.pipe);
-            }
-            service.events(&daemon, &batch);
+            let mut events = sampled(i);
+            events.push(heartbeat(i, n));
+            let len = events.len() as u64;
+            seq = session
+                .batch(&Batch {
+                    first_seq: seq,
+                    events,
+                    len,
+                    unknown: Unknown::default(),
+                })
+                .unwrap();
         }
+        sessions.push(session);
     }
-    registry
+    let n = sessions.len();
+    (registry, n, sessions)
+}
+
+fn series(registry: &Registry) -> usize {
+    String::from_utf8(render(registry))
+        .expect("utf-8")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
 }
 
 /// What the `/metrics` handler does.
@@ -337,21 +376,21 @@ fn thread_cpu_time() -> Duration {
 }
 
 fn scrape(c: &mut Criterion) {
-    let registry = fleet();
+    let (registry, daemons, _sessions) = fleet();
     let text = String::from_utf8(render(&registry)).expect("utf-8");
     let samples = || {
         text.lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
     };
     let series = samples().count();
-    let per_instance = samples().filter(|l| l.contains("instance=\"")).count();
+    let per_daemon = samples().filter(|l| l.contains("daemon=\"exai-")).count();
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     println!(
-        "render: {series} series (sample lines) in {families} families, {per_instance} of them \
-         labelled by one of {DAEMONS} daemon instances, {} KiB of text",
+        "render: {series} series (sample lines) in {families} families, {per_daemon} of them \
+         labelled by one of {daemons} daemons, {} KiB of text",
         text.len() / 1024
     );
-    assert!(series >= 10_000, "only {series} series");
+    assert!(series >= SERIES, "only {series} series");
 
     let mut group = c.benchmark_group("metrics");
     group.sample_size(50);

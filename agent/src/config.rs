@@ -1,6 +1,7 @@
 //! The agent's settings: environment variables (names follow the seed), overridden by
 //! command-line flags.
 
+use crate::daemons::DaemonsConfig;
 use crate::health::HealthConfig;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
 use exai_proto::DEFAULT_EVENTS_SOCKET;
@@ -61,11 +62,16 @@ pub struct AgentConfig {
     pub health_checks: HealthConfig,
     pub monitoring: Endpoint,
     pub dashboard: DashboardConfig,
-    /// How long the series of a daemon that went away are kept.
-    pub instance_ttl: Duration,
-    /// Most daemon instance ids kept as label values; more share `other`.
-    pub max_instances: usize,
+    pub daemons: DaemonsConfig,
+    /// Most event-pipe connections open at once.
+    pub pipe_max_connections: usize,
+    /// Settings this agent no longer reads, that were set: said once at start.
+    pub ignored: Vec<&'static str>,
 }
+
+/// Settings of earlier versions that the agent does not use any more: health reports
+/// Redis and Supabase as the daemons see them, so the agent needs neither's secrets.
+const NO_LONGER_READ: &[&str] = &["REDIS_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DashboardConfig {
@@ -135,6 +141,14 @@ fn millis(
     .map(Duration::from_millis)
 }
 
+/// `new`, unless only its former name `old` is set.
+fn either(env: &dyn EnvSource, new: &'static str, old: &'static str) -> &'static str {
+    match (env.get(new), env.get(old)) {
+        (None, Some(_)) => old,
+        _ => new,
+    }
+}
+
 /// A setting whose value may hold a secret: a bad one is named, never shown.
 fn redacted(key: &'static str, why: &str) -> SettingError {
     SettingError {
@@ -159,25 +173,29 @@ fn health_checks(s: &Settings, env: &dyn EnvSource) -> Result<HealthConfig, Sett
     let disk_unhealthy_percent = percent(s, "EXAI_HEALTH_DISK_UNHEALTHY_PERCENT", 95)?;
     let memory_degraded_percent = percent(s, "EXAI_HEALTH_MEMORY_DEGRADED_PERCENT", 90)?;
     let memory_unhealthy_percent = percent(s, "EXAI_HEALTH_MEMORY_UNHEALTHY_PERCENT", 95)?;
-    let redis_url = env.get("REDIS_URL").filter(|u| !u.trim().is_empty());
-    if let Some(url) = &redis_url {
+    let probe_redis_url = env
+        .get("EXAI_HEALTH_PROBE_REDIS_URL")
+        .filter(|u| !u.trim().is_empty());
+    if let Some(url) = &probe_redis_url {
         if redis::parse_redis_url(url).is_none() {
             return Err(redacted(
-                "REDIS_URL",
+                "EXAI_HEALTH_PROBE_REDIS_URL",
                 "expected redis://[:password@]host[:port][/db]",
             ));
         }
     }
-    let supabase_url = env.get("SUPABASE_URL").filter(|u| !u.trim().is_empty());
+    let supabase_url = env
+        .get("EXAI_HEALTH_PROBE_SUPABASE_URL")
+        .filter(|u| !u.trim().is_empty());
     let supabase_key = env
-        .get("SUPABASE_SERVICE_ROLE_KEY")
+        .get("EXAI_HEALTH_PROBE_SUPABASE_KEY")
         .filter(|k| !k.trim().is_empty());
-    let supabase = match (supabase_url, supabase_key) {
+    let probe_supabase = match (supabase_url, supabase_key) {
         (Some(url), Some(key)) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 // It may carry credentials: named, not shown.
                 return Err(redacted(
-                    "SUPABASE_URL",
+                    "EXAI_HEALTH_PROBE_SUPABASE_URL",
                     "expected an http:// or https:// URL",
                 ));
             }
@@ -185,8 +203,8 @@ fn health_checks(s: &Settings, env: &dyn EnvSource) -> Result<HealthConfig, Sett
         }
         (Some(_), None) => {
             return Err(redacted(
-                "SUPABASE_SERVICE_ROLE_KEY",
-                "must be set when SUPABASE_URL is",
+                "EXAI_HEALTH_PROBE_SUPABASE_KEY",
+                "must be set when EXAI_HEALTH_PROBE_SUPABASE_URL is",
             ))
         }
         _ => None,
@@ -203,8 +221,8 @@ fn health_checks(s: &Settings, env: &dyn EnvSource) -> Result<HealthConfig, Sett
         memory_unhealthy_percent: memory_unhealthy_percent.max(memory_degraded_percent),
         agent_memory_mb: s.get("EXAI_HEALTH_AGENT_MEMORY_MB", None, 512u64)?,
         daemon_silent_after: millis(s, "EXAI_HEALTH_DAEMON_SILENT_MS", 5000, 1000)?,
-        redis_url,
-        supabase,
+        probe_redis_url,
+        probe_supabase,
     })
 }
 
@@ -272,16 +290,48 @@ impl AgentConfig {
                     |n| within(4, 100_000)(&(*n as usize)),
                 )?,
             },
-            instance_ttl: Duration::from_secs(s.get_checked(
-                "EXAI_METRICS_INSTANCE_TTL_S",
+            daemons: DaemonsConfig {
+                ttl: Duration::from_secs(s.get_checked(
+                    either(
+                        env,
+                        "EXAI_METRICS_DAEMON_TTL_S",
+                        "EXAI_METRICS_INSTANCE_TTL_S",
+                    ),
+                    None,
+                    600u64,
+                    |ttl| match *ttl {
+                        0 => Err("expected at least 1 second".to_string()),
+                        _ => Ok(()),
+                    },
+                )?),
+                max_daemons: s.get_checked(
+                    either(
+                        env,
+                        "EXAI_METRICS_MAX_DAEMONS",
+                        "EXAI_METRICS_MAX_INSTANCES",
+                    ),
+                    None,
+                    64usize,
+                    nonzero,
+                )?,
+                max_models: s.get_checked(
+                    "EXAI_METRICS_MAX_MODELS",
+                    None,
+                    64usize,
+                    within(1, 1000),
+                )?,
+            },
+            pipe_max_connections: s.get_checked(
+                "EXAI_PIPE_MAX_CONNECTIONS",
                 None,
-                600u64,
-                |ttl| match *ttl {
-                    0 => Err("expected at least 1 second".to_string()),
-                    _ => Ok(()),
-                },
-            )?),
-            max_instances: s.get_checked("EXAI_METRICS_MAX_INSTANCES", None, 64usize, nonzero)?,
+                256usize,
+                within(1, 65_536),
+            )?,
+            ignored: NO_LONGER_READ
+                .iter()
+                .copied()
+                .filter(|key| env.get(key).is_some_and(|v| !v.trim().is_empty()))
+                .collect(),
             events_socket: s.get(
                 "EXAI_EVENTS_SOCKET",
                 flag("--events-socket", &flags.events_socket),
@@ -361,24 +411,51 @@ mod tests {
 
     #[test]
     fn secrets_in_bad_settings_are_not_echoed() {
-        let err = AgentConfig::load(&[("REDIS_URL", "http://:hunter2@host")], &Flags::default())
-            .unwrap_err();
-        assert!(err.to_string().starts_with("REDIS_URL"), "{err}");
-        assert!(!err.to_string().contains("hunter2"), "{err}");
         let err = AgentConfig::load(
-            &[("SUPABASE_URL", "https://x.supabase.co")],
+            &[("EXAI_HEALTH_PROBE_REDIS_URL", "http://:hunter2@host")],
             &Flags::default(),
         )
         .unwrap_err();
-        assert_eq!(err.key, "SUPABASE_SERVICE_ROLE_KEY");
+        assert!(
+            err.to_string().starts_with("EXAI_HEALTH_PROBE_REDIS_URL"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = AgentConfig::load(
+            &[("EXAI_HEALTH_PROBE_SUPABASE_URL", "https://x.supabase.co")],
+            &Flags::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "EXAI_HEALTH_PROBE_SUPABASE_KEY");
         let config = AgentConfig::load(
             &[
-                ("SUPABASE_URL", "https://x.supabase.co"),
-                ("SUPABASE_SERVICE_ROLE_KEY", "sekrit-service-role"),
+                ("EXAI_HEALTH_PROBE_SUPABASE_URL", "https://x.supabase.co"),
+                ("EXAI_HEALTH_PROBE_SUPABASE_KEY", "sekrit-service-role"),
             ],
             &Flags::default(),
         )
         .unwrap();
         assert!(!format!("{config:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn the_daemons_secrets_are_not_read() {
+        let config = AgentConfig::load(
+            &[
+                ("REDIS_URL", "redis://:hunter2@redis:6379"),
+                ("SUPABASE_SERVICE_ROLE_KEY", "sekrit"),
+                ("EXAI_METRICS_INSTANCE_TTL_S", "30"),
+            ],
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(config.ignored, ["REDIS_URL", "SUPABASE_SERVICE_ROLE_KEY"]);
+        assert_eq!(config.health_checks.probe_redis_url, None);
+        assert_eq!(
+            config.daemons.ttl,
+            Duration::from_secs(30),
+            "the former name still works"
+        );
+        assert_eq!(config.daemons.max_models, 64);
     }
 }

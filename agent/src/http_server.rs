@@ -103,6 +103,36 @@ pub async fn serve_with(
     tracker.wait().await;
 }
 
+/// Whether the request's `Host` names a loopback address (or there is none). A server
+/// bound to loopback answers only those: anything else is a DNS-rebinding page.
+pub fn loopback_host(req: &Request<Incoming>) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return true;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The answer to a request whose `Host` is not a loopback name.
+pub fn foreign_host() -> Response<Body> {
+    text(
+        403,
+        "text/plain; charset=utf-8",
+        "forbidden: bound to loopback, this server answers loopback host names only\n",
+    )
+}
+
 /// A plain-text response.
 pub fn text(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()

@@ -3,6 +3,7 @@
 //! not MCP.
 
 pub mod config;
+pub mod daemons;
 pub mod dashboard;
 pub mod health;
 pub mod healthcheck;
@@ -11,7 +12,7 @@ pub mod listener;
 pub mod metrics;
 pub mod sink;
 
-pub use sink::{DaemonInfo, EventSink};
+pub use sink::EventSink;
 
 /// The agent's version, for build info.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,20 +27,7 @@ pub fn unix_ms() -> u64 {
 /// What the unit tests build again and again.
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::DaemonInfo;
-    use exai_proto::{Event, EventKind, Heartbeat, SamplingPolicy};
-
-    /// A daemon whose instance id and label are `id`.
-    pub fn daemon(id: &str) -> DaemonInfo {
-        DaemonInfo {
-            instance_id: id.into(),
-            label: id.into(),
-            pid: 1,
-            version: "0.1.0".into(),
-            started_at_unix_ms: 0,
-            sampling: SamplingPolicy::default(),
-        }
-    }
+    use exai_proto::{Event, EventKind, Heartbeat};
 
     /// `hb` as the event it arrives in.
     pub fn heartbeat(hb: Heartbeat) -> Event {

@@ -1,17 +1,18 @@
 //! The agent's end of the event pipe: a local socket that several daemons connect to at
-//! once. Each connection is decoded on its own task; a connection that sends a bad
+//! once. Each connection is decoded on its own task and hands what it decodes to the
+//! daemon's record (`crate::daemons`) and to the dashboard; a connection that sends a bad
 //! frame is closed with a logged reason and counted, and nobody else notices.
 
-use crate::metrics::pipe::{InstanceCounters, PipeMetrics};
-use crate::sink::{DaemonInfo, EventSink};
+use crate::daemons::{Daemons, Refusal, Session};
+use crate::sink::EventSink;
 use exai_proto::frame::{self, DaemonFrame};
-use exai_proto::{Event, EventKind, EventLabel, FrameError, Hello, StreamDecoder};
+use exai_proto::{FrameError, StreamDecoder};
 use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,12 @@ const READ_BUFFER_MAX: usize = 64 * 1024;
 pub enum BindError {
     #[error("EXAI_EVENTS_SOCKET {path}: another agent is already listening there")]
     InUse { path: PathBuf },
+    #[error("EXAI_EVENTS_SOCKET {path}: its directory {dir} {why}; refusing to listen there (another user could replace the socket)")]
+    UnsafeDir {
+        path: PathBuf,
+        dir: PathBuf,
+        why: String,
+    },
     #[error("EXAI_EVENTS_SOCKET {path}: exists and is not a socket; refusing to remove it")]
     NotASocket { path: PathBuf },
     #[error("EXAI_EVENTS_SOCKET {path}: {what}: {source}")]
@@ -43,9 +50,10 @@ pub enum BindError {
     },
 }
 
-/// Binds the socket: creates its directory (mode 0700) when missing, removes a stale
-/// socket file left by an agent that died, and refuses to steal a live agent's socket
-/// or to delete anything that is not a socket. The socket itself gets mode 0660.
+/// Binds the socket: creates its directory (mode 0700) when missing, refuses one that
+/// another user owns or anyone may write to, removes a stale socket file left by an agent
+/// that died, and refuses to steal a live agent's socket or to delete anything that is
+/// not a socket. The socket itself gets mode 0660: the agent's group may connect.
 pub fn bind(path: &Path) -> Result<Listener, BindError> {
     let io_err = |what| {
         move |source| BindError::Io {
@@ -58,6 +66,7 @@ pub fn bind(path: &Path) -> Result<Listener, BindError> {
         if !dir.exists() {
             create_private_dir(dir).map_err(io_err("cannot create its directory"))?;
         }
+        check_dir(path, dir)?;
     }
     remove_stale_socket(path)?;
     let name = path
@@ -93,6 +102,43 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+/// The socket's directory must be ours and closed to other users: whoever can write
+/// there can put their own socket in its place and receive every daemon's events.
+#[cfg(unix)]
+fn check_dir(path: &Path, dir: &Path) -> Result<(), BindError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_dir = |why: String| BindError::UnsafeDir {
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        why,
+    };
+    let meta = std::fs::metadata(dir).map_err(|source| BindError::Io {
+        path: path.to_path_buf(),
+        what: "cannot inspect its directory",
+        source,
+    })?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "belongs to uid {}, not this agent's uid {me}",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode();
+    if mode & 0o002 != 0 {
+        return Err(unsafe_dir(format!(
+            "is writable by every user (mode {:o})",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_dir(_path: &Path, _dir: &Path) -> Result<(), BindError> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn remove_stale_socket(path: &Path) -> Result<(), BindError> {
     use std::os::unix::fs::FileTypeExt;
@@ -126,67 +172,109 @@ fn remove_stale_socket(_path: &Path) -> Result<(), BindError> {
     Ok(())
 }
 
-/// What the agent remembers about each daemon it has heard from, across reconnects.
-#[derive(Debug)]
-struct InstanceState {
-    /// The sequence number the next event should carry.
-    expected_seq: u64,
-    /// Whether a connection from this daemon is open now.
-    active: bool,
-    /// When it was last connected or disconnected.
-    since: std::time::Instant,
-}
-
-/// Daemons remembered across reconnects before the long-gone ones are pruned.
-const REMEMBERED: usize = 4096;
-
+/// Where each connection's frames go.
 struct Ingest {
+    daemons: Arc<Daemons>,
     sink: Arc<dyn EventSink>,
-    metrics: Arc<PipeMetrics>,
-    instances: Mutex<HashMap<String, InstanceState>>,
+    /// Connections open now, against `max_connections`.
+    open: AtomicUsize,
+    max_connections: usize,
 }
 
-/// Accepts daemons until `cancel` fires, then waits for their connections to end.
+/// Accepts daemons until `cancel` fires, then waits for their connections to end. Past
+/// `max_connections` open at once, a new connection is closed at once and counted.
 pub async fn serve(
     listener: Listener,
+    daemons: Arc<Daemons>,
     sink: Arc<dyn EventSink>,
-    metrics: Arc<PipeMetrics>,
+    max_connections: usize,
     cancel: CancellationToken,
 ) {
     let ingest = Arc::new(Ingest {
+        daemons,
         sink,
-        metrics,
-        instances: Mutex::new(HashMap::new()),
+        open: AtomicUsize::new(0),
+        max_connections,
     });
     let tracker = TaskTracker::new();
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(stream) => stream,
+                Ok(stream) => {
+                    accept_errors.reset();
+                    stream
+                }
                 Err(e) => {
-                    // Out of file descriptors, say: pause rather than spin.
-                    warn!(error = %e, "accepting an event-pipe connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    // Out of file descriptors, say: pause rather than spin, and say so
+                    // once a second at most.
+                    let pause = accept_errors.failed(&e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };
-        ingest.metrics.connection_accepted();
+        let families = ingest.daemons.families();
+        families.pipe_connections.inc();
+        if ingest.open.fetch_add(1, Ordering::AcqRel) >= ingest.max_connections {
+            ingest.open.fetch_sub(1, Ordering::AcqRel);
+            families.frame_rejected("too_many_connections");
+            warn_limited(&mut accept_errors.refused_logged, || {
+                warn!(
+                    max = ingest.max_connections,
+                    "refusing an event-pipe connection: EXAI_PIPE_MAX_CONNECTIONS reached"
+                )
+            });
+            drop(stream);
+            continue;
+        }
         tracker.spawn(Connection::new(ingest.clone(), stream).run(cancel.clone()));
     }
     tracker.close();
     tracker.wait().await;
 }
 
+/// Failed accepts in a row: the pause before the next grows from 10 ms to 1 s, and a
+/// line is logged at most once a second.
+#[derive(Default)]
+struct AcceptErrors {
+    in_a_row: u32,
+    logged: Option<std::time::Instant>,
+    refused_logged: Option<std::time::Instant>,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        warn_limited(
+            &mut self.logged,
+            || warn!(error = %e, in_a_row = self.in_a_row, "accepting an event-pipe connection failed"),
+        );
+        Duration::from_millis(10u64.saturating_mul(1 << self.in_a_row.min(7)))
+            .min(Duration::from_secs(1))
+    }
+
+    fn reset(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
+/// Runs `log` unless it ran less than a second ago.
+fn warn_limited(last: &mut Option<std::time::Instant>, log: impl FnOnce()) {
+    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+        *last = Some(std::time::Instant::now());
+        log();
+    }
+}
+
 /// Why a connection ended.
 enum Close {
     Eof,
     Io(io::Error),
-    Rejected {
-        reason: &'static str,
-        message: String,
-    },
+    Rejected(Refusal),
     Shutdown,
 }
 
@@ -194,35 +282,15 @@ struct Connection {
     ingest: Arc<Ingest>,
     stream: Stream,
     decoder: StreamDecoder,
-    daemon: Option<(DaemonInfo, InstanceCounters)>,
+    /// Set once the daemon said Hello; dropping it marks the daemon disconnected.
+    session: Option<Session>,
     expected_seq: u64,
     acked_seq: u64,
 }
 
-/// The clean-up runs however the connection ends, a panic included: otherwise the
-/// daemon would stay marked active and be refused as a duplicate when it reconnects.
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some((daemon, counters)) = self.daemon.take() {
-            counters.connected.set(0);
-            self.ingest
-                .metrics
-                .instances()
-                .disconnected(&daemon.instance_id);
-            if let Some(state) = self
-                .ingest
-                .instances
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&daemon.instance_id)
-            {
-                state.active = false;
-                state.since = std::time::Instant::now();
-                state.expected_seq = self.expected_seq;
-            }
-            self.ingest.metrics.daemon_gone(&daemon.label);
-            self.ingest.sink.daemon_disconnected(&daemon);
-        }
+        self.ingest.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -232,7 +300,7 @@ impl Connection {
             ingest,
             stream,
             decoder: StreamDecoder::new(),
-            daemon: None,
+            session: None,
             expected_seq: 0,
             acked_seq: 0,
         }
@@ -241,16 +309,19 @@ impl Connection {
     async fn run(mut self, cancel: CancellationToken) {
         let close = self.pump(cancel).await;
         let who = self
-            .daemon
+            .session
             .as_ref()
-            .map(|(d, _)| d.instance_id.clone())
+            .map(|s| s.name().to_string())
             .unwrap_or_else(|| "unidentified peer".into());
         match &close {
-            Close::Eof | Close::Shutdown => info!(instance = %who, "event-pipe connection closed"),
-            Close::Io(e) => info!(instance = %who, error = %e, "event-pipe connection lost"),
-            Close::Rejected { reason, message } => {
-                warn!(instance = %who, reason, "closing event-pipe connection: {message}");
-                self.ingest.metrics.frame_rejected(reason);
+            Close::Eof | Close::Shutdown => info!(daemon = %who, "event-pipe connection closed"),
+            Close::Io(e) => info!(daemon = %who, error = %e, "event-pipe connection lost"),
+            Close::Rejected(refusal) => {
+                warn!(daemon = %who, reason = refusal.reason, "closing event-pipe connection: {}", refusal.message);
+                self.ingest
+                    .daemons
+                    .families()
+                    .frame_rejected(refusal.reason);
             }
         }
     }
@@ -272,8 +343,11 @@ impl Connection {
             let mut stream = &self.stream;
             let read = tokio::select! {
                 _ = cancel.cancelled() => return Close::Shutdown,
-                _ = &mut hello_due, if self.daemon.is_none() => {
-                    return Close::Rejected { reason: "no_hello", message: format!("no Hello within {HELLO_WITHIN:?}") };
+                _ = &mut hello_due, if self.session.is_none() => {
+                    return Close::Rejected(Refusal {
+                        reason: "no_hello",
+                        message: format!("no Hello within {HELLO_WITHIN:?}"),
+                    });
                 }
                 read = stream.read(self.decoder.spare(read_size)) => read,
             };
@@ -294,15 +368,28 @@ impl Connection {
             }
             loop {
                 match self.decoder.next_frame() {
-                    Ok(Some(DaemonFrame::Hello(hello))) => {
-                        if let Err(close) = self.hello(hello) {
-                            return close;
+                    Ok(Some(DaemonFrame::Hello { hello, unknown })) => {
+                        match self.ingest.daemons.connect(&hello, unknown) {
+                            Ok(session) => {
+                                self.expected_seq = hello.next_seq;
+                                self.acked_seq = hello.next_seq;
+                                self.session = Some(session);
+                            }
+                            Err(refusal) => return Close::Rejected(refusal),
                         }
                     }
-                    Ok(Some(DaemonFrame::Batch { first_seq, events })) => {
-                        if let Err(close) = self.batch(first_seq, &events) {
-                            return close;
+                    Ok(Some(DaemonFrame::Batch(batch))) => {
+                        let Some(session) = &self.session else {
+                            return Close::Rejected(Refusal {
+                                reason: "bad_payload",
+                                message: "a batch arrived before the Hello".into(),
+                            });
+                        };
+                        match session.batch(&batch) {
+                            Ok(next) => self.expected_seq = next,
+                            Err(refusal) => return Close::Rejected(refusal),
                         }
+                        self.ingest.sink.events(session.label(), &batch.events);
                     }
                     Ok(None) => break,
                     Err(e) => return rejected(&e),
@@ -334,137 +421,11 @@ impl Connection {
             }
         }
     }
-
-    fn hello(&mut self, hello: Hello) -> Result<(), Close> {
-        let instance_id = hello.instance_id.as_str().to_string();
-        // It becomes a label value and a log field: a daemon sends a UUID.
-        let well_formed = !instance_id.is_empty()
-            && instance_id != crate::metrics::instances::OTHER
-            && instance_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if !well_formed {
-            return Err(Close::Rejected {
-                reason: "bad_instance",
-                message: format!(
-                    "instance id {:?} is not a plain identifier",
-                    instance_id.escape_debug().to_string()
-                ),
-            });
-        }
-        let lost = {
-            let mut instances = self
-                .ingest
-                .instances
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let lost = match instances.get_mut(&instance_id) {
-                Some(state) if state.active => {
-                    return Err(Close::Rejected {
-                        reason: "duplicate_instance",
-                        message: format!(
-                            "daemon {instance_id} is already connected on another connection"
-                        ),
-                    })
-                }
-                // Seen before: whatever it wrote after our last event never reached us.
-                Some(state) => {
-                    state.active = true;
-                    state.since = std::time::Instant::now();
-                    hello.next_seq.saturating_sub(state.expected_seq)
-                }
-                // New to this agent: what it wrote to an earlier agent and never had
-                // confirmed is lost.
-                None => {
-                    if instances.len() >= REMEMBERED {
-                        // Every daemon start is a new id: forget the longest gone.
-                        let cutoff = std::time::Instant::now() - Duration::from_secs(3600);
-                        instances.retain(|_, s| s.active || s.since > cutoff);
-                    }
-                    instances.insert(
-                        instance_id.clone(),
-                        InstanceState {
-                            expected_seq: hello.next_seq,
-                            active: true,
-                            since: std::time::Instant::now(),
-                        },
-                    );
-                    hello.next_seq.saturating_sub(hello.acked_seq)
-                }
-            };
-            lost
-        };
-        let label = self.ingest.metrics.instances().connected(&instance_id);
-        let counters = self.ingest.metrics.instance(&label);
-        counters.lost.inc_by(lost);
-        counters.connected.set(1);
-        self.expected_seq = hello.next_seq;
-        self.acked_seq = hello.next_seq;
-        let daemon = DaemonInfo {
-            instance_id,
-            label,
-            pid: hello.pid,
-            version: hello.version.as_str().to_string(),
-            started_at_unix_ms: hello.started_at_unix_ms,
-            sampling: hello.sampling,
-        };
-        info!(instance = %daemon.instance_id, pid = daemon.pid, version = %daemon.version,
-            next_seq = hello.next_seq, lost, "daemon connected");
-        self.ingest.sink.daemon_connected(&daemon);
-        self.daemon = Some((daemon, counters));
-        Ok(())
-    }
-
-    fn batch(&mut self, first_seq: u64, events: &[Event]) -> Result<(), Close> {
-        let Some((daemon, counters)) = self.daemon.as_ref() else {
-            return Err(Close::Rejected {
-                reason: "bad_payload",
-                message: "a batch arrived before the Hello".into(),
-            });
-        };
-        if first_seq < self.expected_seq {
-            return Err(Close::Rejected {
-                reason: "bad_sequence",
-                message: format!(
-                    "sequence went backwards: expected {}, got {first_seq}",
-                    self.expected_seq
-                ),
-            });
-        }
-        let Some(next) = first_seq.checked_add(events.len() as u64) else {
-            return Err(Close::Rejected {
-                reason: "bad_sequence",
-                message: format!("sequence {first_seq} + {} events overflows", events.len()),
-            });
-        };
-        counters.lost.inc_by(first_seq - self.expected_seq);
-        let mut by_kind = [0u64; EventLabel::COUNT];
-        for event in events {
-            by_kind[event.kind.label().index()] += 1;
-        }
-        for (counter, n) in counters.received.iter().zip(by_kind) {
-            if n > 0 {
-                counter.inc_by(n);
-            }
-        }
-        self.expected_seq = next;
-        for event in events {
-            if let EventKind::Heartbeat(heartbeat) = &event.kind {
-                self.ingest.metrics.daemon_pipe(
-                    &daemon.instance_id,
-                    &daemon.label,
-                    &heartbeat.pipe,
-                );
-            }
-        }
-        self.ingest.sink.events(daemon, events);
-        Ok(())
-    }
 }
 
 fn rejected(e: &FrameError) -> Close {
-    Close::Rejected {
+    Close::Rejected(Refusal {
         reason: e.reason(),
         message: e.to_string(),
-    }
+    })
 }

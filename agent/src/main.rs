@@ -1,13 +1,11 @@
 use clap::{Parser, Subcommand};
 use exai_agent::config::{AgentConfig, Endpoint, Flags};
+use exai_agent::daemons::Daemons;
 use exai_agent::dashboard::{self, Dashboard};
-use exai_agent::health::{self, link::DaemonLink, HealthChecker};
+use exai_agent::health::{self, AgentChecks, Health};
 use exai_agent::http_server::{self, Handler};
-use exai_agent::metrics::instances::Instances;
-use exai_agent::metrics::pipe::PipeMetrics;
-use exai_agent::metrics::service::ServiceMetrics;
-use exai_agent::metrics::Registry;
-use exai_agent::sink::{EventSink, FanOut, Increases};
+use exai_agent::metrics::{Families, Registry};
+use exai_agent::sink::{Discard, EventSink};
 use exai_agent::{healthcheck, listener};
 use exai_proto::settings::ProcessEnv;
 use std::process::ExitCode;
@@ -106,10 +104,8 @@ fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let registry = Registry::new();
-    let instances = Arc::new(Instances::new(config.max_instances, config.instance_ttl));
-    let pipe = Arc::new(PipeMetrics::new(&registry, instances.clone()));
-    let service = Arc::new(ServiceMetrics::new(&registry));
-    let link = Arc::new(DaemonLink::default());
+    let families = Arc::new(Families::new(&registry));
+    let daemons = Arc::new(Daemons::new(families.clone(), config.daemons));
 
     // Bind everything before serving anything, so a bad start fails as a whole.
     let events = listener::bind(&config.events_socket)?;
@@ -117,18 +113,27 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let health_listener = bind_if("HEALTH_CHECK_PORT", config.health).await?;
     let dashboard_listener = bind_if("MONITORING_PORT", config.monitoring).await?;
     info!(socket = %config.events_socket.display(), version = exai_agent::VERSION, "listening for daemons");
+    for key in &config.ignored {
+        info!(setting = key, "not read by the agent: health reports Redis and Supabase as the daemons see them (EXAI_HEALTH_PROBE_* adds the agent's own probe)");
+    }
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let (publish, health) =
-        watch::channel(Arc::new(health::not_checked_yet(&config.health_checks)));
-    let checker = HealthChecker::new(config.health_checks.clone(), link.clone(), service.clone());
-    tasks.spawn(checker.run(publish, cancel.child_token()));
+    let (publish, findings) = watch::channel(Arc::default());
+    tasks.spawn(
+        AgentChecks::new(config.health_checks.clone(), families.clone())
+            .run(publish, cancel.child_token()),
+    );
+    let health = Arc::new(Health::new(
+        config.health_checks.clone(),
+        daemons.clone(),
+        findings,
+    ));
     if let Some(listener) = metrics_listener {
         info!(addr = %listener.local_addr()?, "metrics listening");
         tasks.spawn(http_server::serve(
             listener,
-            metrics_handler(registry.clone()),
+            metrics_handler(registry.clone(), config.metrics.addr.ip().is_loopback()),
             cancel.child_token(),
         ));
     }
@@ -136,18 +141,18 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         info!(addr = %listener.local_addr()?, "health listening");
         tasks.spawn(http_server::serve(
             listener,
-            health::server::handler(health.clone(), config.health_checks.timezone),
+            health::server::handler(health.clone(), config.health.addr.ip().is_loopback()),
             cancel.child_token(),
         ));
     }
-    let dashboard = Arc::new(Dashboard::new(
-        config.dashboard.clone(),
-        &registry,
-        pipe.clone(),
-        health.clone(),
-        config.health_checks.timezone,
-    ));
+    let mut sink: Arc<dyn EventSink> = Arc::new(Discard);
     if let Some(listener) = dashboard_listener {
+        let dashboard = Arc::new(Dashboard::new(
+            config.dashboard.clone(),
+            &registry,
+            daemons.clone(),
+            health.clone(),
+        ));
         info!(addr = %listener.local_addr()?, "dashboard listening");
         let stop = cancel.child_token();
         tasks.spawn(http_server::serve_with(
@@ -161,21 +166,16 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             Some(dashboard::SEND_BUFFER),
         ));
         tasks.spawn(dashboard.clone().run(stop));
+        sink = dashboard;
     }
-    let mut sinks: Vec<Arc<dyn EventSink>> = vec![service.clone(), link];
-    if config.monitoring.enabled {
-        sinks.push(dashboard.clone());
-    }
-    let sink = Arc::new(Increases::new(FanOut(sinks)));
-    tasks.spawn(expire_departed(
-        instances,
-        pipe.clone(),
-        service,
-        dashboard,
-        sink.clone(),
+    tasks.spawn(expire_departed(daemons.clone(), cancel.child_token()));
+    tasks.spawn(listener::serve(
+        events,
+        daemons,
+        sink,
+        config.pipe_max_connections,
         cancel.child_token(),
     ));
-    tasks.spawn(listener::serve(events, sink, pipe, cancel.child_token()));
     tasks.close();
 
     shutdown_signal().await;
@@ -195,16 +195,9 @@ async fn bind_if(
     }
 }
 
-/// Removes the series of daemons gone for longer than their time to live.
-async fn expire_departed(
-    instances: Arc<Instances>,
-    pipe: Arc<PipeMetrics>,
-    service: Arc<ServiceMetrics>,
-    dashboard: Arc<Dashboard>,
-    sink: Arc<Increases<FanOut>>,
-    cancel: CancellationToken,
-) {
-    let ttl = instances.ttl();
+/// Removes the records (and series) of daemons gone for longer than their time to live.
+async fn expire_departed(daemons: Arc<Daemons>, cancel: CancellationToken) {
+    let ttl = daemons.config().ttl;
     let period = (ttl / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
     let mut every = tokio::time::interval(period);
     loop {
@@ -212,18 +205,19 @@ async fn expire_departed(
             _ = cancel.cancelled() => return,
             _ = every.tick() => {}
         }
-        instances.expire(std::time::Instant::now(), |gone| {
-            info!(instance = %gone.instance_id, "removing the series of a daemon gone past its time to live");
-            pipe.forget(&gone.instance_id, &gone.label);
-            service.forget(std::slice::from_ref(gone));
-            dashboard.forget(&gone.instance_id);
-            sink.forget(&gone.instance_id);
-        });
+        for name in daemons.expire(std::time::Instant::now()) {
+            info!(daemon = %name, "removing the series of a daemon gone past its time to live");
+        }
     }
 }
 
-fn metrics_handler(registry: Registry) -> Handler {
+/// `loopback_only`: bound to a loopback address, so a `Host` naming anything else is a
+/// DNS-rebinding page, not a local scraper.
+fn metrics_handler(registry: Registry, loopback_only: bool) -> Handler {
     Arc::new(move |req| {
+        if loopback_only && !http_server::loopback_host(&req) {
+            return http_server::foreign_host();
+        }
         if req.uri().path() != "/metrics" {
             return http_server::text(
                 404,

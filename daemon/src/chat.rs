@@ -8,9 +8,11 @@ use crate::providers::{
 };
 use crate::storage::{ConversationStore, StorageError, StoreHealth, Thread, Turn};
 use crate::supabase::Persistence;
+use crate::views::{DependencyViews, StorageWatch};
 use crate::EventEmitter;
+use crate::TokenCounts;
 use exai_proto::event::{CallStatus, EventKind, StorageOp, StorageResult};
-use exai_proto::{CorrelationId, Provider, SampleClass};
+use exai_proto::{CorrelationId, Provider, ProviderCall, SampleClass, StorageView, SupabaseView};
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -69,6 +71,8 @@ pub struct ChatService {
     storage_timeout: Duration,
     /// Supabase, when configured: each answered turn is spooled for upload.
     persistence: Option<Arc<Persistence>>,
+    /// The last storage operation's outcome, for the heartbeat.
+    storage_watch: StorageWatch,
 }
 
 /// Counts a model call as in flight for as long as it lives.
@@ -106,6 +110,7 @@ impl ChatService {
             max_turns,
             storage_timeout,
             persistence: None,
+            storage_watch: StorageWatch::default(),
         }
     }
 
@@ -300,39 +305,46 @@ impl ChatService {
     ) {
         let totals = self.emitter.totals();
         let slot = totals.model_slot(model.provider, model.name);
-        let (status, input, output) = match outcome {
+        let (status, tokens) = match outcome {
             Ok(r) => (
                 CallStatus::Success,
-                r.usage.prompt_tokens,
-                r.usage.completion_tokens,
+                TokenCounts {
+                    input: r.usage.prompt_tokens,
+                    output: r.usage.completion_tokens,
+                    reasoning: 0,
+                    cached: 0,
+                },
             ),
-            Err(f) => (f.error.status(), 0, 0),
+            Err(f) => (f.error.status(), TokenCounts::default()),
         };
-        totals.provider_call(slot, status, input, output);
+        totals.provider_call(slot, status, tokens);
+        let us = |d: Duration| d.as_micros() as u64;
+        let narrow = |n: u64| n.min(u64::from(u32::MAX)) as u32;
         self.emitter
-            .record(SampleClass::ProviderCalls, correlation, || match outcome {
-                Ok(r) => EventKind::ProviderCall {
-                    provider: model.provider,
-                    model: model.name.into(),
-                    status,
-                    latency_us: r.latency.as_micros() as u64,
-                    ttft_us: r.ttft.map(|t| t.as_micros() as u64),
-                    input_tokens: r.usage.prompt_tokens as u32,
-                    output_tokens: r.usage.completion_tokens as u32,
-                    attempts: r.attempts.min(255) as u8,
-                    bytes: r.bytes.min(u32::MAX as u64) as u32,
-                },
-                Err(f) => EventKind::ProviderCall {
-                    provider: model.provider,
-                    model: model.name.into(),
-                    status,
-                    latency_us: 0,
-                    ttft_us: None,
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    attempts: f.attempts.min(255) as u8,
-                    bytes: 0,
-                },
+            .record(SampleClass::ProviderCalls, correlation, || {
+                EventKind::ProviderCall(match outcome {
+                    Ok(r) => ProviderCall {
+                        provider: model.provider,
+                        model: model.name.into(),
+                        status,
+                        latency_us: us(r.latency),
+                        ttft_us: r.ttft.map(us),
+                        ttfa_us: r.ttft.map(us),
+                        input_tokens: narrow(tokens.input),
+                        output_tokens: narrow(tokens.output),
+                        reasoning_tokens: narrow(tokens.reasoning),
+                        cached_tokens: narrow(tokens.cached),
+                        attempts: r.attempts.min(255) as u8,
+                        bytes: narrow(r.bytes),
+                    },
+                    Err(f) => ProviderCall {
+                        provider: model.provider,
+                        model: model.name.into(),
+                        status,
+                        attempts: f.attempts.min(255) as u8,
+                        ..ProviderCall::default()
+                    },
+                })
             });
     }
 
@@ -379,6 +391,10 @@ impl ChatService {
             Err(_) => StorageResult::Error,
         };
         let latency_us = started.elapsed().as_micros() as u64;
+        match &result {
+            Ok(_) => self.storage_watch.succeeded(latency_us),
+            Err(e) => self.storage_watch.failed(e.kind()),
+        }
         self.emitter.totals().storage(op, backend, outcome);
         let class = if op == StorageOp::Get {
             SampleClass::StorageReads
@@ -393,6 +409,19 @@ impl ChatService {
                 latency_us,
             });
         result
+    }
+}
+
+impl DependencyViews for ChatService {
+    fn storage(&self) -> StorageView {
+        self.storage_watch
+            .view(self.store.backend(), self.store.health().reachable)
+    }
+
+    fn supabase(&self) -> SupabaseView {
+        self.persistence
+            .as_ref()
+            .map_or_else(SupabaseView::default, |p| p.view())
     }
 }
 

@@ -84,6 +84,8 @@ pub struct ConversationConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
+    /// EXAI_DAEMON_NAME; by default [`default_daemon_name`] of the bound port.
+    pub name: Option<String>,
     pub events_socket: PathBuf,
     pub event_queue_capacity: usize,
     pub sampling: SamplingPolicy,
@@ -138,6 +140,43 @@ fn provider_settings(
     })
 }
 
+/// Longest daemon name: the agent's `daemon` label value.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` can be a daemon's name: a label value and log field, so printable,
+/// short and plain.
+pub fn check_daemon_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!("must be 1 to {MAX_NAME_LEN} bytes"));
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        Some(c) => Err(format!(
+            "{c:?} is not allowed: use letters, digits, '.', '_', ':' and '-'"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The name a daemon goes by when EXAI_DAEMON_NAME is not set: its host name and port,
+/// stable across restarts and distinct for daemons side by side.
+pub fn default_daemon_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(MAX_NAME_LEN - 6)
+        .collect();
+    let host = if host.is_empty() { "localhost" } else { &host };
+    format!("{host}:{port}")
+}
+
 /// The environment variable holding each class's "1 in N" rate.
 pub fn sampling_variable(class: SampleClass) -> &'static str {
     match class {
@@ -154,6 +193,18 @@ pub fn sampling_variable(class: SampleClass) -> &'static str {
 impl DaemonConfig {
     pub fn load(env: &dyn EnvSource, flags: &Flags) -> Result<Self, SettingError> {
         let s = Settings::new(env);
+        let name = match s.get::<String>("EXAI_DAEMON_NAME", None, String::new())? {
+            n if n.is_empty() => None,
+            n => {
+                check_daemon_name(&n).map_err(|why| SettingError {
+                    key: "EXAI_DAEMON_NAME",
+                    flag: None,
+                    value: n.clone(),
+                    why,
+                })?;
+                Some(n)
+            }
+        };
         let events_socket = s.get(
             "EXAI_EVENTS_SOCKET",
             flags
@@ -300,6 +351,7 @@ impl DaemonConfig {
         let storage = persistence::storage(&s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;
         Ok(Self {
+            name,
             events_socket,
             event_queue_capacity,
             sampling,
@@ -357,6 +409,25 @@ mod tests {
             (config.limits.global, config.limits.kimi, config.limits.glm),
             (24, 6, 4)
         );
+    }
+
+    #[test]
+    fn a_daemon_name_is_a_plain_label_value() {
+        let config =
+            DaemonConfig::load(&[("EXAI_DAEMON_NAME", "api-1.eu:8079")], &Flags::default())
+                .unwrap();
+        assert_eq!(config.name.as_deref(), Some("api-1.eu:8079"));
+        let err = DaemonConfig::load(&[("EXAI_DAEMON_NAME", "a b")], &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("EXAI_DAEMON_NAME=\"a b\": ' ' is not allowed"),
+            "{err}"
+        );
+        assert!(check_daemon_name(&"x".repeat(65)).is_err());
+        let default = default_daemon_name(8079);
+        assert!(default.ends_with(":8079"), "{default}");
+        assert_eq!(check_daemon_name(&default), Ok(()));
     }
 
     #[test]

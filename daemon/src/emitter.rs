@@ -5,9 +5,9 @@ use crate::sampler;
 use crate::totals::Totals;
 use crossbeam_queue::ArrayQueue;
 use exai_proto::heartbeat::{DropCounts, DropReason};
-use exai_proto::{CorrelationId, Event, EventKind, SampleClass, SamplingPolicy};
+use exai_proto::{CorrelationId, Event, EventKind, ModelEntry, SampleClass, SamplingPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What became of one `record` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,15 @@ pub(crate) struct Shared {
     /// The fields below are written only by the pipe writer; they are atomics so that
     /// stats can be read from anywhere, not because anyone contends for them.
     pub(crate) writer: WriterState,
+    /// The models the daemon serves, as announced to the agent.
+    catalogue: Mutex<Arc<Catalogue>>,
+}
+
+/// The models the daemon serves, numbered so the writer can tell a change.
+#[derive(Debug, Default, PartialEq)]
+pub struct Catalogue {
+    pub generation: u64,
+    pub models: Vec<ModelEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +94,7 @@ impl EventEmitter {
                 totals,
                 dropped: Default::default(),
                 writer: WriterState::default(),
+                catalogue: Mutex::default(),
             }),
         }
     }
@@ -147,6 +157,31 @@ impl EventEmitter {
             n += 1;
         }
         n
+    }
+
+    /// Sets the models announced to the agent (in the next Hello, and at once to a
+    /// connected agent when they changed).
+    pub fn announce_models(&self, models: Vec<ModelEntry>) {
+        let mut catalogue = self
+            .shared
+            .catalogue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if catalogue.models != models {
+            *catalogue = Arc::new(Catalogue {
+                generation: catalogue.generation + 1,
+                models,
+            });
+        }
+    }
+
+    /// The models announced to the agent.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.shared
+            .catalogue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The exact counters shipped in heartbeats.

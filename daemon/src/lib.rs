@@ -19,9 +19,10 @@ pub mod storage;
 pub mod supabase;
 pub mod tools;
 pub mod totals;
+pub mod views;
 
 pub use emitter::{EmitterStats, EventEmitter, Recorded};
-pub use totals::{ModelSlot, Totals};
+pub use totals::{ModelSlot, TokenCounts, Totals};
 
 /// The daemon's version, as reported in the Hello and by the `version` tool.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use exai_daemon::chat::ChatService;
-use exai_daemon::config::{DaemonConfig, Flags};
+use exai_daemon::config::{default_daemon_name, DaemonConfig, Flags};
 use exai_daemon::mcp::McpCore;
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy, MODELS};
@@ -11,9 +11,10 @@ use exai_daemon::storage::redis::RedisStore;
 use exai_daemon::storage::ConversationStore;
 use exai_daemon::supabase::Persistence;
 use exai_daemon::tools::Tools;
+use exai_daemon::views::DependencyViews;
 use exai_daemon::{bridge, healthcheck, EventEmitter, Totals};
 use exai_proto::settings::ProcessEnv;
-use exai_proto::Provider;
+use exai_proto::{ModelEntry, Provider};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,11 +137,13 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let models: Vec<(Provider, &str)> = MODELS.iter().map(|m| (m.provider, m.name)).collect();
         let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&models));
-        let identity = DaemonIdentity::current();
+        emitter.announce_models(MODELS.iter().map(|m| ModelEntry { provider: m.provider, name: m.name.into() }).collect());
 
         let listener = server::bind(config.server.addr).await?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
-        info!(instance = %identity.instance_id, pid = identity.pid, version = %identity.version,
+        let name = config.name.clone().unwrap_or_else(|| default_daemon_name(addr.port()));
+        let identity = DaemonIdentity::current(name);
+        info!(daemon = %identity.name, instance = %identity.instance_id, pid = identity.pid, version = %identity.version,
             events_socket = %config.events_socket.display(), "exai-daemon starting");
 
         let http = reqwest::Client::builder()
@@ -199,7 +202,7 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         }
         let chat = Arc::new(chat);
         let core = Arc::new(McpCore {
-            tools: Tools::new(chat, emitter.clone(), config.server.max_result_bytes),
+            tools: Tools::new(chat.clone(), emitter.clone(), config.server.max_result_bytes),
             emitter: emitter.clone(),
             progress_every: config.server.progress_every,
         });
@@ -208,7 +211,8 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         // their events and the final heartbeat reach the agent.
         let server_cancel = CancellationToken::new();
         let writer_cancel = CancellationToken::new();
-        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
+        let views: Arc<dyn DependencyViews> = chat.clone();
+        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, views, WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
         let server = Server::new(config.server.clone(), core, server_cancel.child_token());
         info!(%addr, token_required = config.server.token.is_some(), "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
         let serving = tokio::spawn(server.serve(listener, server_cancel.child_token(), Duration::from_secs(5)));

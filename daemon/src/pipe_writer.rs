@@ -4,6 +4,7 @@
 
 use crate::emitter::{EventEmitter, Shared};
 use crate::process_stats::ProcessSampler;
+use crate::views::DependencyViews;
 use exai_proto::frame::{self, MAX_EVENTS_PER_BATCH};
 use exai_proto::heartbeat::{DropReason, Heartbeat, PipeStats};
 use exai_proto::{AckDecoder, CorrelationId, Event, EventKind, Hello, InlineStr};
@@ -49,15 +50,19 @@ impl WriterConfig {
 #[derive(Debug, Clone)]
 pub struct DaemonIdentity {
     pub instance_id: String,
+    /// Stable across restarts: the agent labels the daemon's series with it.
+    pub name: String,
     pub pid: u32,
     pub version: String,
     pub started_at_unix_ms: u64,
 }
 
 impl DaemonIdentity {
-    pub fn current() -> Self {
+    /// This process, named `name`.
+    pub fn current(name: String) -> Self {
         Self {
             instance_id: uuid::Uuid::new_v4().to_string(),
+            name,
             pid: std::process::id(),
             version: crate::VERSION.to_string(),
             started_at_unix_ms: crate::clock::now_unix_us() / 1000,
@@ -84,15 +89,22 @@ impl Drop for Link {
 pub async fn run(
     emitter: EventEmitter,
     identity: DaemonIdentity,
+    views: Arc<dyn DependencyViews>,
     config: WriterConfig,
     cancel: CancellationToken,
 ) {
-    Writer::new(emitter, identity, config).run(cancel).await
+    Writer::new(emitter, identity, views, config)
+        .run(cancel)
+        .await
 }
 
 struct Writer {
     emitter: EventEmitter,
     identity: DaemonIdentity,
+    /// What the heartbeat says about Redis and Supabase.
+    views: Arc<dyn DependencyViews>,
+    /// The catalogue generation the agent on this link has: sent in the Hello, or since.
+    catalogue_sent: u64,
     config: WriterConfig,
     started: Instant,
     link: Option<Link>,
@@ -107,11 +119,18 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(emitter: EventEmitter, identity: DaemonIdentity, config: WriterConfig) -> Self {
+    fn new(
+        emitter: EventEmitter,
+        identity: DaemonIdentity,
+        views: Arc<dyn DependencyViews>,
+        config: WriterConfig,
+    ) -> Self {
         let now = Instant::now();
         Self {
             emitter,
             identity,
+            views,
+            catalogue_sent: 0,
             backoff: config.reconnect_min,
             config,
             started: now,
@@ -199,21 +218,25 @@ impl Writer {
             .as_path()
             .to_fs_name::<GenericFilePath>()?;
         let stream = Arc::new(Stream::connect(name).await?);
+        let catalogue = self.emitter.catalogue();
         let w = &self.shared().writer;
         let hello = Hello {
             instance_id: InlineStr::new(&self.identity.instance_id),
+            name: InlineStr::new(&self.identity.name),
             pid: self.identity.pid,
             version: InlineStr::new(&self.identity.version),
             started_at_unix_ms: self.identity.started_at_unix_ms,
             sampling: self.emitter.policy(),
             next_seq: w.next_seq.load(Relaxed),
             acked_seq: w.acked_seq.load(Relaxed),
+            models: catalogue.models.clone(),
         };
         let mut wire = Vec::new();
         frame::encode_hello(&hello, &mut wire);
         (&*stream).write_all(&wire).await?;
         w.hello_next_seq.store(hello.next_seq, Relaxed);
         w.hello_acked_seq.store(hello.acked_seq, Relaxed);
+        self.catalogue_sent = catalogue.generation;
         let peer_gone = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_acks(
             stream.clone(),
@@ -248,6 +271,20 @@ impl Writer {
             .writer
             .accepted
             .fetch_add(drained as u64, Relaxed);
+        if self.link.is_some() {
+            let catalogue = self.emitter.catalogue();
+            if catalogue.generation != self.catalogue_sent {
+                self.catalogue_sent = catalogue.generation;
+                self.batch.push(Event {
+                    at_unix_us: crate::clock::now_unix_us(),
+                    correlation: CorrelationId::empty(),
+                    weight: 1,
+                    kind: EventKind::Catalogue {
+                        models: catalogue.models.clone(),
+                    },
+                });
+            }
+        }
         if self.link.is_some() && Instant::now() >= self.next_heartbeat {
             self.next_heartbeat = Instant::now() + self.config.heartbeat_every;
             let heartbeat = self.heartbeat();
@@ -276,8 +313,9 @@ impl Writer {
                     accepted: s.writer.accepted.load(Relaxed),
                     dropped: self.emitter.dropped(),
                 },
-                spool_depth: totals.spool_depth.load(Relaxed),
                 totals: totals.snapshot(),
+                storage: self.views.storage(),
+                supabase: self.views.supabase(),
             })),
         }
     }

@@ -20,7 +20,7 @@ pub struct Totals {
     requests: Box<[AtomicU64]>,
     /// The models the daemon serves, then one `other` per provider.
     models: Vec<(Provider, ModelName)>,
-    /// `[slot][status][0 = calls, 1 = input tokens, 2 = output tokens]`.
+    /// `[slot][status][PER_CALL]`: calls, input, output, reasoning and cached tokens.
     provider_calls: Box<[AtomicU64]>,
     storage: Box<[AtomicU64]>,
     supabase: Box<[AtomicU64]>,
@@ -31,6 +31,20 @@ pub struct Totals {
     pub in_flight: AtomicI64,
     /// Records waiting in the Supabase spool.
     pub spool_depth: AtomicU64,
+}
+
+/// Counters per model and status: calls, then input, output, reasoning and cached tokens.
+const PER_CALL: usize = 5;
+
+/// The tokens of one model call, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    /// Of the output, spent reasoning.
+    pub reasoning: u64,
+    /// Of the input, served from the provider's cache.
+    pub cached: u64,
 }
 
 fn counters(n: usize) -> Box<[AtomicU64]> {
@@ -50,7 +64,7 @@ impl Totals {
             requests: counters(
                 Transport::COUNT * McpMethod::COUNT * Tool::COUNT * RequestStatus::COUNT,
             ),
-            provider_calls: counters(table.len() * CallStatus::COUNT * 3),
+            provider_calls: counters(table.len() * CallStatus::COUNT * PER_CALL),
             models: table,
             storage: counters(StorageOp::COUNT * StorageBackend::COUNT * StorageResult::COUNT),
             supabase: counters(SupabaseOp::COUNT * SupabaseTable::COUNT * SupabaseResult::COUNT),
@@ -94,17 +108,19 @@ impl Totals {
     }
 
     #[inline]
-    pub fn provider_call(
-        &self,
-        slot: ModelSlot,
-        status: CallStatus,
-        input_tokens: u64,
-        output_tokens: u64,
-    ) {
-        let i = (slot.0 * CallStatus::COUNT + status.index()) * 3;
-        self.provider_calls[i].fetch_add(1, Relaxed);
-        self.provider_calls[i + 1].fetch_add(input_tokens, Relaxed);
-        self.provider_calls[i + 2].fetch_add(output_tokens, Relaxed);
+    pub fn provider_call(&self, slot: ModelSlot, status: CallStatus, tokens: TokenCounts) {
+        let i = (slot.0 * CallStatus::COUNT + status.index()) * PER_CALL;
+        let c = &self.provider_calls[i..i + PER_CALL];
+        c[0].fetch_add(1, Relaxed);
+        for (counter, n) in
+            c[1..]
+                .iter()
+                .zip([tokens.input, tokens.output, tokens.reasoning, tokens.cached])
+        {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        }
     }
 
     #[inline]
@@ -164,16 +180,19 @@ impl Totals {
         }
         for (slot, (provider, model)) in self.models.iter().enumerate() {
             for status in CallStatus::ALL {
-                let i = (slot * CallStatus::COUNT + status.index()) * 3;
-                let calls = self.provider_calls[i].load(Relaxed);
+                let i = (slot * CallStatus::COUNT + status.index()) * PER_CALL;
+                let c = &self.provider_calls[i..i + PER_CALL];
+                let calls = c[0].load(Relaxed);
                 if calls > 0 {
                     out.provider_calls.push(ProviderTotal {
                         provider: *provider,
                         model: *model,
                         status: *status,
                         calls,
-                        input_tokens: self.provider_calls[i + 1].load(Relaxed),
-                        output_tokens: self.provider_calls[i + 2].load(Relaxed),
+                        input_tokens: c[1].load(Relaxed),
+                        output_tokens: c[2].load(Relaxed),
+                        reasoning_tokens: c[3].load(Relaxed),
+                        cached_tokens: c[4].load(Relaxed),
                     });
                 }
             }
@@ -258,13 +277,18 @@ mod tests {
             RequestStatus::Success,
         );
         let glm = t.model_slot(Provider::Glm, "glm-4.5-flash");
-        t.provider_call(glm, CallStatus::Success, 10, 20);
-        t.provider_call(glm, CallStatus::Success, 1, 2);
+        let tokens = |input, output| TokenCounts {
+            input,
+            output,
+            reasoning: output / 2,
+            cached: input / 2,
+        };
+        t.provider_call(glm, CallStatus::Success, tokens(10, 20));
+        t.provider_call(glm, CallStatus::Success, tokens(2, 4));
         t.provider_call(
             t.model_slot(Provider::Kimi, "made-up"),
             CallStatus::Timeout,
-            0,
-            0,
+            TokenCounts::default(),
         );
         t.ws_message(Direction::Inbound, 100);
 
@@ -289,13 +313,16 @@ mod tests {
             ]
         );
         assert_eq!(s.provider_calls.len(), 2);
+        let glm_calls = s.provider_calls[0];
         assert_eq!(
             (
-                s.provider_calls[0].calls,
-                s.provider_calls[0].input_tokens,
-                s.provider_calls[0].output_tokens
+                glm_calls.calls,
+                glm_calls.input_tokens,
+                glm_calls.output_tokens,
+                glm_calls.reasoning_tokens,
+                glm_calls.cached_tokens
             ),
-            (2, 11, 22)
+            (2, 12, 24, 12, 6)
         );
         assert_eq!(s.provider_calls[1].model.as_str(), "other");
         assert_eq!(s.provider_calls[1].provider, Provider::Kimi);

@@ -2,24 +2,32 @@
 //! payload, at most [`MAX_FRAME_LEN`] bytes.
 //!
 //! - The daemon's first frame is the Hello: `b"EXAI"`, the protocol version as a
-//!   little-endian `u16`, then the bincode-encoded [`Hello`]. The fixed prefix lets an
-//!   agent name a version it does not speak instead of failing to decode.
-//! - Every later daemon frame is a batch: bincode of `(first_seq, events)`. Event `i` of a
-//!   batch has sequence number `first_seq + i`, so the agent counts losses from gaps.
-//! - The agent answers with acknowledgements: bincode of the next sequence number it
-//!   expects, meaning every event below it was processed.
+//!   little-endian `u16`, then the [`Hello`]'s fields (a record without its length: the
+//!   frame bounds it). The fixed prefix lets an agent name a version it does not speak
+//!   instead of failing to decode. At most [`MAX_HELLO_LEN`] bytes.
+//! - Every later daemon frame is a batch: the first event's sequence number, the number of
+//!   events, then each event (its kind's tag and its record). Event `i` of a batch has
+//!   sequence number `first_seq + i`, so the agent counts losses from gaps; an event of a
+//!   kind the agent does not know still takes its number.
+//! - The agent answers with acknowledgements: the next sequence number it expects, meaning
+//!   every event below it was processed.
 //!
-//! Decoding never trusts the peer: lengths are checked before anything is buffered or
-//! allocated, and bincode runs with an allocation limit.
+//! Values are encoded as `wire` describes, which also states what may change without a new
+//! protocol version. Decoding never trusts the peer: lengths are checked before anything
+//! is buffered or allocated.
 
 use crate::event::Event;
 use crate::hello::Hello;
+use crate::wire::{Reader, Unknown, Writer};
 use crate::PROTOCOL_VERSION;
-use bincode::config::{self, Config};
 use std::ops::Range;
 
 /// Largest payload either side accepts.
 pub const MAX_FRAME_LEN: usize = 4 << 20;
+
+/// Largest Hello an agent accepts: what a connection may make it buffer before it has said
+/// who it is. A Hello is a few hundred bytes, plus ~50 bytes per model in its catalogue.
+pub const MAX_HELLO_LEN: usize = 256 << 10;
 
 /// Most events the daemon puts in one batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 4096;
@@ -27,20 +35,7 @@ pub const MAX_EVENTS_PER_BATCH: usize = 4096;
 /// The Hello frame's prefix.
 pub const MAGIC: [u8; 4] = *b"EXAI";
 
-/// Bound on what bincode may allocate while decoding one frame. A frame of
-/// `MAX_FRAME_LEN` bytes cannot legitimately claim more than this; a hostile length field
-/// inside the payload fails here instead of asking the allocator for terabytes.
-const DECODE_LIMIT: usize = 64 << 20;
-
 const LEN_PREFIX: usize = 4;
-
-fn encode_config() -> impl Config {
-    config::standard()
-}
-
-fn decode_config() -> impl Config {
-    config::standard().with_limit::<DECODE_LIMIT>()
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -71,48 +66,35 @@ impl FrameError {
 /// A frame sent by the daemon.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DaemonFrame {
-    Hello(Hello),
-    Batch { first_seq: u64, events: Vec<Event> },
+    Hello {
+        hello: Hello,
+        /// Fields of a newer daemon's Hello that were skipped.
+        unknown: Unknown,
+    },
+    Batch(Batch),
 }
 
-/// Appends a Hello frame for this protocol version to `out`.
-pub fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
-    encode_hello_as_version(PROTOCOL_VERSION, hello, out);
+/// A batch of events as the agent decoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub first_seq: u64,
+    /// The events of kinds this side knows, in order.
+    pub events: Vec<Event>,
+    /// How many sequence numbers the batch covers: its events and those skipped.
+    pub len: u64,
+    /// What was skipped because the daemon is newer.
+    pub unknown: Unknown,
 }
 
-/// Appends a Hello frame claiming `version`. Only tests of version refusal need another
-/// version than [`PROTOCOL_VERSION`].
-pub fn encode_hello_as_version(version: u16, hello: &Hello, out: &mut Vec<u8>) {
-    let at = begin_frame(out);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&version.to_le_bytes());
-    encode_value(hello, out);
-    // A Hello is a few hundred bytes: it cannot exceed the frame limit.
-    let _ = end_frame(out, at);
-}
-
-/// Appends a batch frame to `out`. Fails, leaving `out` as it was, when the encoded batch
-/// would exceed [`MAX_FRAME_LEN`].
-pub fn encode_batch(first_seq: u64, events: &[Event], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let at = begin_frame(out);
-    encode_value((first_seq, events), out);
-    end_frame(out, at)
-}
-
-/// Appends an acknowledgement frame to `out`.
-pub fn encode_ack(next_seq: u64, out: &mut Vec<u8>) {
-    let at = begin_frame(out);
-    encode_value(next_seq, out);
-    let _ = end_frame(out, at);
-}
-
-fn begin_frame(out: &mut Vec<u8>) -> usize {
+/// Appends one frame to `out`: its length, then what `payload` writes. Fails, leaving
+/// `out` as it was, when the payload would exceed [`MAX_FRAME_LEN`].
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    payload: impl FnOnce(&mut Writer<'_>),
+) -> Result<(), FrameError> {
     let at = out.len();
     out.extend_from_slice(&[0; LEN_PREFIX]);
-    at
-}
-
-fn end_frame(out: &mut Vec<u8>, at: usize) -> Result<(), FrameError> {
+    payload(&mut Writer::new(out));
     let len = out.len() - at - LEN_PREFIX;
     if len > MAX_FRAME_LEN {
         out.truncate(at);
@@ -125,24 +107,40 @@ fn end_frame(out: &mut Vec<u8>, at: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
-fn encode_value<T: bincode::Encode>(value: T, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail, and every type on the wire encodes infallibly.
-    let _ = bincode::encode_into_std_write(value, out, encode_config());
+/// Appends a Hello frame for this protocol version to `out`.
+pub fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
+    encode_hello_as_version(PROTOCOL_VERSION, hello, out);
 }
 
-fn decode_exact<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, read) = bincode::decode_from_slice(payload, decode_config())
-        .map_err(|e| FrameError::BadPayload(e.to_string()))?;
-    if read != payload.len() {
-        return Err(FrameError::TrailingBytes {
-            extra: payload.len() - read,
-        });
-    }
-    Ok(value)
+/// Appends a Hello frame claiming `version`. Only tests of version refusal need another
+/// version than [`PROTOCOL_VERSION`].
+pub fn encode_hello_as_version(version: u16, hello: &Hello, out: &mut Vec<u8>) {
+    // A Hello with a catalogue of a thousand models is ~50 KB: it cannot exceed the limit.
+    let _ = encode_frame(out, |w| {
+        w.raw(&MAGIC);
+        w.raw(&version.to_le_bytes());
+        hello.write_fields(w);
+    });
 }
 
-/// Decodes a Hello payload (the frame without its length prefix).
-pub fn decode_hello(payload: &[u8]) -> Result<Hello, FrameError> {
+/// Appends a batch frame to `out`. Fails, leaving `out` as it was, when the encoded batch
+/// would exceed [`MAX_FRAME_LEN`].
+pub fn encode_batch(first_seq: u64, events: &[Event], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_frame(out, |w| {
+        w.primitive(first_seq);
+        w.primitive(events.len() as u64);
+        events.iter().for_each(|e| e.write(w));
+    })
+}
+
+/// Appends an acknowledgement frame to `out`.
+pub fn encode_ack(next_seq: u64, out: &mut Vec<u8>) {
+    let _ = encode_frame(out, |w| w.primitive(next_seq));
+}
+
+/// Decodes a Hello payload (the frame without its length prefix), with what a newer
+/// daemon sent that this side skipped.
+pub fn decode_hello(payload: &[u8]) -> Result<(Hello, Unknown), FrameError> {
     if payload.len() < MAGIC.len() + 2 || payload[..MAGIC.len()] != MAGIC {
         return Err(FrameError::BadMagic);
     }
@@ -153,12 +151,47 @@ pub fn decode_hello(payload: &[u8]) -> Result<Hello, FrameError> {
             supported: PROTOCOL_VERSION,
         });
     }
-    decode_exact(&payload[MAGIC.len() + 2..])
+    let mut r = Reader::new(&payload[MAGIC.len() + 2..]);
+    let hello = Hello::read_fields(&mut r)?;
+    if !r.is_empty() {
+        r.unknown.fields = r.unknown.fields.saturating_add(1);
+    }
+    Ok((hello, r.unknown))
 }
 
-/// Decodes a batch payload into its first sequence number and events.
-pub fn decode_batch(payload: &[u8]) -> Result<(u64, Vec<Event>), FrameError> {
-    decode_exact(payload)
+/// Decodes a batch payload.
+pub fn decode_batch(payload: &[u8]) -> Result<Batch, FrameError> {
+    let mut r = Reader::new(payload);
+    let first_seq: u64 = r.primitive()?;
+    let count = r.count()?;
+    let mut events = Vec::with_capacity(count);
+    for _ in 0..count {
+        if let Some(event) = Event::read(&mut r)? {
+            events.push(event);
+        }
+    }
+    if !r.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            extra: r.remaining(),
+        });
+    }
+    Ok(Batch {
+        first_seq,
+        events,
+        len: count as u64,
+        unknown: r.unknown,
+    })
+}
+
+fn decode_ack(payload: &[u8]) -> Result<u64, FrameError> {
+    let mut r = Reader::new(payload);
+    let seq = r.primitive()?;
+    if !r.is_empty() {
+        return Err(FrameError::TrailingBytes {
+            extra: r.remaining(),
+        });
+    }
+    Ok(seq)
 }
 
 /// Bytes received but not yet consumed, split into length-prefixed payloads.
@@ -248,17 +281,21 @@ impl StreamDecoder {
     }
 
     pub fn next_frame(&mut self) -> Result<Option<DaemonFrame>, FrameError> {
-        let Some(range) = self.frames.next_payload(MAX_FRAME_LEN)? else {
+        let max = if self.hello_seen {
+            MAX_FRAME_LEN
+        } else {
+            MAX_HELLO_LEN
+        };
+        let Some(range) = self.frames.next_payload(max)? else {
             return Ok(None);
         };
         let payload = &self.frames.buf[range];
         if self.hello_seen {
-            let (first_seq, events) = decode_batch(payload)?;
-            Ok(Some(DaemonFrame::Batch { first_seq, events }))
+            decode_batch(payload).map(|batch| Some(DaemonFrame::Batch(batch)))
         } else {
-            let hello = decode_hello(payload)?;
+            let (hello, unknown) = decode_hello(payload)?;
             self.hello_seen = true;
-            Ok(Some(DaemonFrame::Hello(hello)))
+            Ok(Some(DaemonFrame::Hello { hello, unknown }))
         }
     }
 
@@ -289,7 +326,7 @@ impl AckDecoder {
     /// The next acknowledged sequence number (every event below it was processed).
     pub fn next_ack(&mut self) -> Result<Option<u64>, FrameError> {
         match self.frames.next_payload(Self::MAX_ACK_LEN)? {
-            Some(range) => decode_exact(&self.frames.buf[range]).map(Some),
+            Some(range) => decode_ack(&self.frames.buf[range]).map(Some),
             None => Ok(None),
         }
     }
@@ -304,12 +341,14 @@ mod tests {
     fn hello() -> Hello {
         Hello {
             instance_id: "7b0c".into(),
+            name: "host:8079".into(),
             pid: 42,
             version: "0.1.0".into(),
             started_at_unix_ms: 1,
             sampling: SamplingPolicy::default(),
             next_seq: 10,
             acked_seq: 7,
+            models: vec![],
         }
     }
 
@@ -343,15 +382,22 @@ mod tests {
         assert_eq!(
             frames,
             vec![
-                DaemonFrame::Hello(hello()),
-                DaemonFrame::Batch {
+                DaemonFrame::Hello {
+                    hello: hello(),
+                    unknown: Unknown::default()
+                },
+                DaemonFrame::Batch(Batch {
                     first_seq: 10,
-                    events: vec![event(1), event(2)]
-                },
-                DaemonFrame::Batch {
+                    events: vec![event(1), event(2)],
+                    len: 2,
+                    unknown: Unknown::default()
+                }),
+                DaemonFrame::Batch(Batch {
                     first_seq: 12,
-                    events: vec![event(3)]
-                },
+                    events: vec![event(3)],
+                    len: 1,
+                    unknown: Unknown::default()
+                }),
             ]
         );
         assert_eq!(decoder.buffered(), 0);
@@ -384,8 +430,8 @@ mod tests {
                 decoder.filled(n);
                 rest = &rest[n..];
                 while let Some(frame) = decoder.next_frame().unwrap() {
-                    if let DaemonFrame::Batch { events, .. } = frame {
-                        got.push(events);
+                    if let DaemonFrame::Batch(batch) = frame {
+                        got.push(batch.events);
                     }
                 }
             }
@@ -410,7 +456,9 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "unsupported protocol version 99 (this side speaks version 1)"
+            format!(
+                "unsupported protocol version 99 (this side speaks version {PROTOCOL_VERSION})"
+            )
         );
     }
 
@@ -419,6 +467,19 @@ mod tests {
         let mut decoder = StreamDecoder::new();
         decoder.feed(&((MAX_FRAME_LEN as u32) + 1).to_le_bytes());
         assert_eq!(decoder.next_frame().unwrap_err().reason(), "bad_length");
+    }
+
+    #[test]
+    fn a_hello_larger_than_its_limit_is_refused_before_it_is_buffered() {
+        let mut decoder = StreamDecoder::new();
+        decoder.feed(&((MAX_HELLO_LEN as u32) + 1).to_le_bytes());
+        assert_eq!(
+            decoder.next_frame().unwrap_err(),
+            FrameError::TooLarge {
+                len: MAX_HELLO_LEN + 1,
+                max: MAX_HELLO_LEN
+            }
+        );
     }
 
     #[test]
@@ -435,6 +496,14 @@ mod tests {
         // first_seq = 0, then a Vec length of u64::MAX (varint 0xFF + 8 bytes).
         let mut payload = vec![0u8, 0xFF];
         payload.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_batch(&payload),
+            Err(FrameError::BadPayload(_))
+        ));
+        // The same count in a batch's header.
+        let mut payload = vec![0u8, 0xFF];
+        payload.extend_from_slice(&u64::MAX.to_le_bytes());
+        payload.push(0);
         assert!(matches!(
             decode_batch(&payload),
             Err(FrameError::BadPayload(_))

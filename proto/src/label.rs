@@ -1,21 +1,19 @@
 //! Bounded label vocabularies and a fixed-capacity string, so an event is a plain value
 //! that needs no heap allocation to build.
 
-use bincode::de::{BorrowDecoder, Decoder};
-use bincode::enc::Encoder;
-use bincode::error::{DecodeError, EncodeError};
-use bincode::{BorrowDecode, Decode, Encode};
 use std::fmt;
 
-/// Declares a closed set of label values: the enum, its Prometheus/JSON spelling, the list
-/// of all values and a dense index for counter arrays.
+/// Declares a set of label values: the enum, its Prometheus/JSON spelling, the list of all
+/// values and a dense index for counter arrays. With `fallback`, the enum also travels on the
+/// wire: as its index, a value this side does not know reading as the fallback (a newer
+/// peer's value; see `wire`). New values go at the end: the index is the wire format.
 macro_rules! label_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bincode::Encode, bincode::Decode)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
@@ -34,6 +32,11 @@ macro_rules! label_enum {
                 self as usize
             }
 
+            /// The value at `index`, if there is one.
+            pub fn from_index(index: usize) -> Option<Self> {
+                Self::ALL.get(index).copied()
+            }
+
             /// The value whose label is `s`, if any.
             pub fn from_label(s: &str) -> Option<Self> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == s)
@@ -43,6 +46,40 @@ macro_rules! label_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)? }
+        fallback $fallback:ident
+    ) => {
+        label_enum! {
+            $(#[$meta])*
+            pub enum $name { $($(#[$vmeta])* $variant => $label),+ }
+        }
+
+        /// The fallback: what a value this side does not know reads as.
+        impl Default for $name {
+            fn default() -> Self {
+                $name::$fallback
+            }
+        }
+
+        impl $crate::wire::Wire for $name {
+            fn write(&self, w: &mut $crate::wire::Writer<'_>) {
+                w.primitive(self.index() as u32);
+            }
+
+            fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame::FrameError> {
+                let index: u32 = r.primitive()?;
+                Ok(match Self::from_index(index as usize) {
+                    Some(value) => value,
+                    None => {
+                        r.unknown.label_values = r.unknown.label_values.saturating_add(1);
+                        $name::$fallback
+                    }
+                })
             }
         }
     };
@@ -116,36 +153,18 @@ impl<const N: usize> From<&str> for InlineStr<N> {
     }
 }
 
-/// On the wire: the length as a varint, then the bytes (not the whole buffer).
-impl<const N: usize> Encode for InlineStr<N> {
-    fn encode<E: Encoder>(&self, encoder: &mut E) -> Result<(), EncodeError> {
-        self.as_str().as_bytes().encode(encoder)
+/// On the wire: the length as a varint, then the bytes. A longer string from a newer peer
+/// is cut to this side's capacity, like any other input.
+impl<const N: usize> crate::wire::Wire for InlineStr<N> {
+    fn write(&self, w: &mut crate::wire::Writer<'_>) {
+        w.bytes(self.as_str().as_bytes());
     }
-}
 
-impl<Context, const N: usize> Decode<Context> for InlineStr<N> {
-    fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
-        let len = u64::decode(decoder)?;
-        if len > N as u64 {
-            return Err(DecodeError::OtherString(format!(
-                "string of {len} bytes exceeds its capacity of {N}"
-            )));
-        }
-        let len = len as usize;
-        decoder.claim_bytes_read(len)?;
-        let mut out = Self::empty();
-        bincode::de::read::Reader::read(decoder.reader(), &mut out.bytes[..len])?;
-        std::str::from_utf8(&out.bytes[..len]).map_err(|inner| DecodeError::Utf8 { inner })?;
-        out.len = len as u8;
-        Ok(out)
-    }
-}
-
-impl<'de, Context, const N: usize> BorrowDecode<'de, Context> for InlineStr<N> {
-    fn borrow_decode<D: BorrowDecoder<'de, Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, DecodeError> {
-        <Self as Decode<Context>>::decode(decoder)
+    fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::frame::FrameError> {
+        let bytes = r.bytes()?;
+        let s = std::str::from_utf8(bytes)
+            .map_err(|e| crate::frame::FrameError::BadPayload(format!("string: {e}")))?;
+        Ok(Self::new(s))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Which events the daemon samples. Rates are "1 in N": 1 keeps every event, 0 keeps none.
 
-use bincode::{Decode, Encode};
+use crate::frame::FrameError;
+use crate::wire::{Reader, Wire, Writer};
 
 label_enum! {
     /// The classes of event, each with its own rate.
@@ -18,7 +19,7 @@ label_enum! {
 /// Sampling rates by class. The defaults are the seed's: WebSocket messages 1 in 10,
 /// storage reads 1 in 5, storage writes, Supabase operations and provider calls all.
 /// Completed requests follow WebSocket messages (1 in 10); connections are all kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SamplingPolicy {
     rates: [u32; SampleClass::COUNT],
 }
@@ -47,6 +48,26 @@ impl Default for SamplingPolicy {
             .with_rate(SampleClass::WsMessages, 10)
             .with_rate(SampleClass::Requests, 10)
             .with_rate(SampleClass::StorageReads, 5)
+    }
+}
+
+/// On the wire: the rates in class order, as a list, so a class added later is a longer
+/// list. A class this side does not know is ignored; one the peer did not send keeps all.
+impl Wire for SamplingPolicy {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.primitive(self.rates.len() as u64);
+        self.rates.iter().for_each(|rate| w.primitive(*rate));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, FrameError> {
+        let mut policy = Self::keep_all();
+        for i in 0..r.count()? {
+            let rate: u32 = r.primitive()?;
+            if let Some(slot) = policy.rates.get_mut(i) {
+                *slot = rate;
+            }
+        }
+        Ok(policy)
     }
 }
 

@@ -2,9 +2,12 @@
 //! errors, never a panic.
 
 use exai_proto::event::*;
+use exai_proto::frame::Batch;
 use exai_proto::frame::{self, DaemonFrame, MAX_FRAME_LEN};
 use exai_proto::heartbeat::*;
-use exai_proto::{Hello, InlineStr, SampleClass, SamplingPolicy, StreamDecoder};
+use exai_proto::{
+    Hello, InlineStr, ModelEntry, ProviderCall, SampleClass, SamplingPolicy, StreamDecoder, Unknown,
+};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -45,15 +48,26 @@ fn totals() -> impl Strategy<Value = Totals> {
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
+        (any::<u64>(), any::<u64>()),
     )
         .prop_map(
-            |(provider, model, status, calls, input_tokens, output_tokens)| ProviderTotal {
+            |(
                 provider,
                 model,
                 status,
                 calls,
                 input_tokens,
                 output_tokens,
+                (reasoning_tokens, cached_tokens),
+            )| ProviderTotal {
+                provider,
+                model,
+                status,
+                calls,
+                input_tokens,
+                output_tokens,
+                reasoning_tokens,
+                cached_tokens,
             },
         );
     let storage = (
@@ -112,6 +126,49 @@ fn totals() -> impl Strategy<Value = Totals> {
         )
 }
 
+fn storage_view() -> impl Strategy<Value = StorageView> {
+    (
+        label(StorageBackend::ALL),
+        any::<bool>(),
+        label(StorageErrorKind::ALL),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(backend, reachable, last_error, latency_us, checked_ms_ago)| StorageView {
+                backend,
+                reachable,
+                last_error,
+                latency_us,
+                checked_ms_ago,
+            },
+        )
+}
+
+fn supabase_view() -> impl Strategy<Value = SupabaseView> {
+    (
+        any::<bool>(),
+        prop::option::of(label(SupabaseResult::ALL)),
+        any::<u16>(),
+        any::<u64>(),
+        prop::array::uniform6(any::<u64>()),
+    )
+        .prop_map(
+            |(enabled, last_upload, last_http_status, last_upload_ms_ago, n)| SupabaseView {
+                enabled,
+                last_upload,
+                last_http_status,
+                last_upload_ms_ago,
+                spool_depth: n[0],
+                spool_bytes: n[1],
+                refused_turns: n[2],
+                write_timeouts: n[3],
+                dead_letters: n[4],
+                damaged_records: n[5],
+            },
+        )
+}
+
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
     (
         any::<u64>(),
@@ -126,8 +183,9 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
             any::<u64>(),
             any::<u64>(),
         ),
-        any::<u64>(),
         totals(),
+        storage_view(),
+        supabase_view(),
     )
         .prop_map(
             |(
@@ -136,8 +194,9 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
                 connections,
                 in_flight,
                 pipe,
-                spool_depth,
                 totals,
+                storage,
+                supabase,
             )| {
                 let (queue_depth, queue_capacity, accepted, queue_full, write_error, disconnected) =
                     pipe;
@@ -159,11 +218,19 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
                             disconnected,
                         },
                     },
-                    spool_depth,
                     totals,
+                    storage,
+                    supabase,
                 }
             },
         )
+}
+
+fn models() -> impl Strategy<Value = Vec<ModelEntry>> {
+    prop::collection::vec(
+        (label(Provider::ALL), inline()).prop_map(|(provider, name)| ModelEntry { provider, name }),
+        0..5,
+    )
 }
 
 fn kind() -> impl Strategy<Value = EventKind> {
@@ -191,8 +258,9 @@ fn kind() -> impl Strategy<Value = EventKind> {
             inline(),
             label(CallStatus::ALL),
             any::<u64>(),
-            any::<Option<u64>>(),
-            (any::<u32>(), any::<u32>(), any::<u8>(), any::<u32>()),
+            (any::<Option<u64>>(), any::<Option<u64>>()),
+            (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
+            (any::<u8>(), any::<u32>()),
         )
             .prop_map(
                 |(
@@ -200,20 +268,24 @@ fn kind() -> impl Strategy<Value = EventKind> {
                     model,
                     status,
                     latency_us,
-                    ttft_us,
-                    (input_tokens, output_tokens, attempts, bytes),
+                    (ttft_us, ttfa_us),
+                    (input_tokens, output_tokens, reasoning_tokens, cached_tokens),
+                    (attempts, bytes),
                 )| {
-                    EventKind::ProviderCall {
+                    EventKind::ProviderCall(ProviderCall {
                         provider,
                         model,
                         status,
                         latency_us,
                         ttft_us,
+                        ttfa_us,
                         input_tokens,
                         output_tokens,
+                        reasoning_tokens,
+                        cached_tokens,
                         attempts,
                         bytes,
-                    }
+                    })
                 }
             ),
         (
@@ -257,6 +329,7 @@ fn kind() -> impl Strategy<Value = EventKind> {
                 reason
             }),
         heartbeat().prop_map(|h| EventKind::Heartbeat(Box::new(h))),
+        models().prop_map(|models| EventKind::Catalogue { models }),
     ]
 }
 
@@ -273,16 +346,24 @@ fn event() -> impl Strategy<Value = Event> {
 
 fn hello() -> impl Strategy<Value = Hello> {
     (
-        inline(),
+        (inline(), inline()),
         any::<u32>(),
         inline(),
         any::<u64>(),
         prop::array::uniform7(any::<u32>()),
-        any::<u64>(),
-        any::<u64>(),
+        (any::<u64>(), any::<u64>()),
+        models(),
     )
         .prop_map(
-            |(instance_id, pid, version, started_at_unix_ms, rates, next_seq, acked_seq)| {
+            |(
+                (instance_id, name),
+                pid,
+                version,
+                started_at_unix_ms,
+                rates,
+                (next_seq, acked_seq),
+                models,
+            )| {
                 let sampling = SampleClass::ALL
                     .iter()
                     .zip(rates)
@@ -291,12 +372,14 @@ fn hello() -> impl Strategy<Value = Hello> {
                     });
                 Hello {
                     instance_id,
+                    name,
                     pid,
                     version,
                     started_at_unix_ms,
                     sampling,
                     next_seq,
                     acked_seq,
+                    models,
                 }
             },
         )
@@ -321,7 +404,11 @@ proptest! {
         frame::encode_hello(&hello, &mut wire);
         frame::encode_batch(first_seq, &events, &mut wire).unwrap();
         let frames = decode_all(&wire).unwrap();
-        prop_assert_eq!(frames, vec![DaemonFrame::Hello(hello), DaemonFrame::Batch { first_seq, events }]);
+        let len = events.len() as u64;
+        prop_assert_eq!(frames, vec![
+            DaemonFrame::Hello { hello, unknown: Unknown::default() },
+            DaemonFrame::Batch(Batch { first_seq, events, len, unknown: Unknown::default() }),
+        ]);
     }
 
     #[test]
@@ -334,7 +421,8 @@ proptest! {
         // A cut stream yields a prefix of the frames, never a partial or altered one.
         prop_assert!(frames.len() <= 2);
         if frames.len() == 2 {
-            prop_assert_eq!(&frames[1], &DaemonFrame::Batch { first_seq: 0, events });
+            let len = events.len() as u64;
+            prop_assert_eq!(&frames[1], &DaemonFrame::Batch(Batch { first_seq: 0, events, len, unknown: Unknown::default() }));
         }
     }
 }
@@ -342,12 +430,14 @@ proptest! {
 fn hello_fixed() -> Hello {
     Hello {
         instance_id: "i".into(),
+        name: "n".into(),
         pid: 1,
         version: "v".into(),
         started_at_unix_ms: 0,
         sampling: SamplingPolicy::default(),
         next_seq: 0,
         acked_seq: 0,
+        models: vec![],
     }
 }
 
@@ -373,17 +463,20 @@ fn hostile_inputs_get_errors_not_panics() {
             at_unix_us: i,
             correlation: "corr".into(),
             weight: 1,
-            kind: EventKind::ProviderCall {
+            kind: EventKind::ProviderCall(ProviderCall {
                 provider: Provider::Glm,
                 model: "glm-4.5-flash".into(),
                 status: CallStatus::Success,
                 latency_us: i * 1000,
                 ttft_us: Some(i),
+                ttfa_us: Some(i + 1),
                 input_tokens: 3,
                 output_tokens: 4,
+                reasoning_tokens: 1,
+                cached_tokens: 2,
                 attempts: 1,
                 bytes: 100,
-            },
+            }),
         })
         .collect();
     frame::encode_batch(0, &events, &mut valid).unwrap();

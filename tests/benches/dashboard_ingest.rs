@@ -1,25 +1,20 @@
-//! Ingest with the agent's real sinks (metrics, daemon link, dashboard), with no dashboard
+//! Ingest with the agent's real work (the daemon's record and series, the dashboard), with no dashboard
 //! client, then with 50 clients reading `/ws`, then with none again: clients must not
 //! slow ingestion. Compare the three in one run.
 //! Run: cargo bench -p exai-tests --bench dashboard_ingest
 
 mod common;
 
-use common::CountingSink;
+use common::{CountingSink, Tee};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use exai_agent::config::DashboardConfig;
 use exai_agent::dashboard::{self, Dashboard};
-use exai_agent::health::link::DaemonLink;
-use exai_agent::metrics::instances::Instances;
-use exai_agent::metrics::pipe::PipeMetrics;
-use exai_agent::metrics::service::ServiceMetrics;
-use exai_agent::sink::{FanOut, Increases};
-use exai_agent::{health, http_server, listener, EventSink};
+use exai_agent::health::Health;
+use exai_agent::{http_server, listener};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
+use exai_daemon::views::NoDependencies;
 use exai_daemon::{EventEmitter, Totals};
-use exai_proto::event::{
-    CallStatus, Direction, McpMethod, Provider, RequestStatus, Tool, Transport,
-};
+use exai_proto::event::{Direction, McpMethod, RequestStatus, Tool, Transport};
 use exai_proto::{EventKind, SamplingPolicy};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,17 +25,7 @@ use tokio_util::sync::CancellationToken;
 /// Mostly messages, some requests and model calls, as under MCP load.
 fn event(i: u64) -> EventKind {
     match i % 8 {
-        0 => EventKind::ProviderCall {
-            provider: Provider::Glm,
-            model: "glm-4.5-flash".into(),
-            status: CallStatus::Success,
-            latency_us: 800_000 + i % 1000,
-            ttft_us: Some(120_000),
-            input_tokens: 250,
-            output_tokens: 600,
-            attempts: 1,
-            bytes: 4096,
-        },
+        0 => common::provider_call(i),
         1 => EventKind::McpRequest {
             transport: Transport::WebSocket,
             method: McpMethod::ToolsCall,
@@ -69,30 +54,20 @@ fn ingest(c: &mut Criterion) {
     let cancel = CancellationToken::new();
 
     let registry = exai_agent::metrics::Registry::new();
-    let instances = Arc::new(Instances::new(64, Duration::from_secs(600)));
-    let pipe = Arc::new(PipeMetrics::new(&registry, instances));
-    let service = Arc::new(ServiceMetrics::new(&registry));
-    let link = Arc::new(DaemonLink::default());
-    let (_publish, health) = tokio::sync::watch::channel(Arc::new(health::not_checked_yet(
-        &exai_agent::config::AgentConfig::load(&[("X", "1")], &Default::default())
-            .unwrap()
-            .health_checks,
-    )));
+    let daemons = common::daemons(&registry);
+    let health_config = exai_agent::config::AgentConfig::load(&[("X", "1")], &Default::default())
+        .unwrap()
+        .health_checks;
+    let (_publish, findings) = tokio::sync::watch::channel(Arc::default());
+    let health = Arc::new(Health::new(health_config, daemons.clone(), findings));
     let config = DashboardConfig {
         static_dir: None,
         max_clients: 100,
         client_queue: 64,
         events_per_second: 50,
     };
-    let dashboard = Arc::new(Dashboard::new(
-        config,
-        &registry,
-        pipe.clone(),
-        health,
-        chrono_tz::UTC,
-    ));
+    let dashboard = Arc::new(Dashboard::new(config, &registry, daemons.clone(), health));
     let counted = Arc::new(CountingSink::default());
-    let sinks: Vec<Arc<dyn EventSink>> = vec![counted.clone(), service, link, dashboard.clone()];
 
     let port = runtime.block_on(async {
         let http = http_server::bind("MONITORING_PORT", "127.0.0.1:0".parse().unwrap())
@@ -108,8 +83,9 @@ fn ingest(c: &mut Criterion) {
         let events = listener::bind(&socket).unwrap();
         tokio::spawn(listener::serve(
             events,
-            Arc::new(Increases::new(FanOut(sinks))),
-            pipe,
+            daemons,
+            Arc::new(Tee(dashboard.clone(), counted.clone())),
+            256,
             cancel.clone(),
         ));
         port
@@ -118,7 +94,8 @@ fn ingest(c: &mut Criterion) {
     let emitter = EventEmitter::new(SamplingPolicy::keep_all(), 1 << 16, Totals::new(&[]));
     runtime.spawn(pipe_writer::run(
         emitter.clone(),
-        DaemonIdentity::current(),
+        DaemonIdentity::current("bench".into()),
+        Arc::new(NoDependencies),
         WriterConfig::new(socket),
         cancel.clone(),
     ));

@@ -1,5 +1,6 @@
-//! End-to-end ingest: EventEmitter → pipe writer → Unix socket → agent listener (decode
-//! and dispatch) → a sink that counts. Measures events per second through the whole pipe.
+//! End-to-end ingest: EventEmitter → pipe writer → Unix socket → agent listener (decode,
+//! the daemon's record and its series) → a sink that counts. Measures events per second
+//! through the whole pipe.
 //! Run: cargo bench -p exai-tests --bench pipe_ingest
 
 mod common;
@@ -7,10 +8,10 @@ mod common;
 use common::CountingSink;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use exai_agent::listener;
-use exai_agent::metrics::pipe::PipeMetrics;
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
+use exai_daemon::views::NoDependencies;
 use exai_daemon::{EventEmitter, Totals};
-use exai_proto::event::{CallStatus, Direction, Provider};
+use exai_proto::event::Direction;
 use exai_proto::{EventKind, SamplingPolicy};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// A realistic mix: mostly WebSocket messages, some provider calls.
 fn event(i: u64) -> EventKind {
     if i.is_multiple_of(8) {
-        EventKind::ProviderCall {
-            provider: Provider::Glm,
-            model: "glm-4.5-flash".into(),
-            status: CallStatus::Success,
-            latency_us: 800_000 + i % 1000,
-            ttft_us: Some(120_000),
-            input_tokens: 250,
-            output_tokens: 600,
-            attempts: 1,
-            bytes: 4096,
-        }
+        common::provider_call(i)
     } else {
         EventKind::WsMessage {
             direction: Direction::Inbound,
@@ -51,25 +42,21 @@ fn ingest(c: &mut Criterion) {
     let cancel = CancellationToken::new();
 
     let sink = Arc::new(CountingSink::default());
-    let metrics = Arc::new(PipeMetrics::new(
-        &exai_agent::metrics::Registry::new(),
-        Arc::new(exai_agent::metrics::instances::Instances::new(
-            64,
-            std::time::Duration::from_secs(600),
-        )),
-    ));
+    let daemons = common::daemons(&exai_agent::metrics::Registry::new());
     let agent_listener = runtime.block_on(async { listener::bind(&socket) }).unwrap();
     runtime.spawn(listener::serve(
         agent_listener,
+        daemons,
         sink.clone(),
-        metrics,
+        256,
         cancel.clone(),
     ));
 
     let emitter = EventEmitter::new(SamplingPolicy::keep_all(), 1 << 16, Totals::new(&[]));
     runtime.spawn(pipe_writer::run(
         emitter.clone(),
-        DaemonIdentity::current(),
+        DaemonIdentity::current("bench".into()),
+        Arc::new(NoDependencies),
         WriterConfig::new(socket),
         cancel.clone(),
     ));

@@ -101,13 +101,19 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 
 /// A plain HTTP/1.1 GET on loopback: `(status, body)`.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_as(port, path, &format!("127.0.0.1:{port}"))
+}
+
+/// A GET on loopback whose `Host` header says `host`, as a page from another site
+/// (DNS rebinding) would send it.
+pub fn http_get_as(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();

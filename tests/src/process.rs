@@ -216,6 +216,8 @@ impl Agent {
 pub struct Daemon {
     pub proc: Proc,
     pub instance_id: String,
+    /// Its `daemon` label in the agent's metrics (by default host name and port).
+    pub name: String,
     pub mcp_port: u16,
 }
 
@@ -234,6 +236,7 @@ impl Daemon {
         let line = proc.wait_for_log("exai-daemon starting");
         let instance_id =
             field(&line, "instance").unwrap_or_else(|| panic!("no instance in {line:?}"));
+        let name = field(&line, "daemon").unwrap_or_else(|| panic!("no daemon name in {line:?}"));
         let line = proc.wait_for_log("MCP listening");
         let mcp_port = field(&line, "addr")
             .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()))
@@ -241,6 +244,7 @@ impl Daemon {
         Self {
             proc,
             instance_id,
+            name,
             mcp_port,
         }
     }

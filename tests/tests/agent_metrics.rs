@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The seed's families, and those DESIGN.md adds.
+/// The seed's families, and those docs/ARCHITECTURE.md adds.
 const FAMILIES: &[&str] = &[
     "mcp_requests_total",
     "mcp_request_duration_seconds",
@@ -18,6 +18,7 @@ const FAMILIES: &[&str] = &[
     "mcp_api_calls_total",
     "mcp_api_latency_seconds",
     "mcp_api_time_to_first_token_seconds",
+    "mcp_api_time_to_first_answer_token_seconds",
     "mcp_tokens_total",
     "mcp_storage_operations_total",
     "mcp_storage_latency_seconds",
@@ -26,12 +27,14 @@ const FAMILIES: &[&str] = &[
     "mcp_cpu_usage_percent",
     "mcp_disk_usage_percent",
     "mcp_errors_total",
-    "mcp_supabase_spool_depth",
+    "mcp_storage_up",
     "exai_pipe_events_received_total",
     "exai_pipe_events_lost_total",
     "exai_pipe_daemon_dropped_events_total",
     "exai_pipe_frames_rejected_total",
     "exai_pipe_daemon_connected",
+    "exai_pipe_unknown_total",
+    "exai_daemon_info",
     "exai_build_info",
 ];
 
@@ -144,7 +147,7 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
     assert!(
         scrape.sum(
             "mcp_memory_usage_bytes",
-            &[("component", "daemon"), ("instance", &daemon.instance_id)]
+            &[("component", "daemon"), ("daemon", &daemon.name)]
         ) > 1e6
     );
     agent.wait_metric("mcp_memory_usage_bytes", &[("component", "agent")], |v| {
@@ -254,16 +257,30 @@ fn a_real_prometheus_scrapes_the_exact_request_count() {
         seen, CALLS as f64,
         "exact, not an estimate from 1-in-10 sampling"
     );
+    // The daemon is its own label; Prometheus's `instance` is the agent's address, and
+    // nothing of ours was renamed to `exported_instance`.
+    let mine = format!(
+        "sum(mcp_requests_total{{daemon=\"{}\",method=\"call_tool\"}})",
+        daemon.name
+    );
+    assert_eq!(scalar(port, &mine), Some(CALLS as f64));
+    let renamed = prometheus_query(port, "count({exported_instance!=\"\"})").unwrap();
+    assert_eq!(renamed["data"]["result"], json!([]), "{renamed}");
+    let target = format!("127.0.0.1:{}", agent.metrics_port);
+    let instance = prometheus_query(port, "mcp_requests_total").unwrap();
+    for series in instance["data"]["result"].as_array().unwrap() {
+        assert_eq!(series["metric"]["instance"], target.as_str(), "{series}");
+    }
 }
 
 #[test]
 fn the_series_of_a_departed_daemon_expire() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("events.sock");
-    let agent = Agent::start_with(&socket, &[("EXAI_METRICS_INSTANCE_TTL_S", "1".into())]);
+    let agent = Agent::start_with(&socket, &[("EXAI_METRICS_DAEMON_TTL_S", "1".into())]);
     let mut daemon = Daemon::start(&socket);
-    let instance = daemon.instance_id.clone();
-    let mine = [("instance", instance.as_str())];
+    let name = daemon.name.clone();
+    let mine = [("daemon", name.as_str())];
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
     ws.call_tool("version", json!({}));
@@ -275,13 +292,13 @@ fn the_series_of_a_departed_daemon_expire() {
     agent.wait_metric("exai_pipe_daemon_connected", &mine, |v| v == 0.0);
     wait_for("the departed daemon's series to go", PATIENCE, || {
         let text = agent.scrape().text;
-        (!text.contains(&instance)).then_some(())
+        (!text.contains(&format!("daemon=\"{name}\""))).then_some(())
     });
-    // Its exact counts stay: they carry no instance label.
+    // All of them: its counts are kept by Prometheus, not by the agent forever.
     assert_eq!(
         agent
             .scrape()
             .sum("mcp_requests_total", &[("method", "call_tool")]),
-        1.0
+        0.0
     );
 }

@@ -3,7 +3,7 @@
 
 use exai_daemon::{EventEmitter, Recorded, Totals};
 use exai_proto::event::{CallStatus, Provider};
-use exai_proto::{CorrelationId, EventKind, SampleClass, SamplingPolicy};
+use exai_proto::{CorrelationId, EventKind, ProviderCall, SampleClass, SamplingPolicy};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -41,17 +41,20 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
 }
 
 fn provider_call() -> EventKind {
-    EventKind::ProviderCall {
+    EventKind::ProviderCall(ProviderCall {
         provider: Provider::Kimi,
         model: "kimi-k2-0905-preview".into(),
         status: CallStatus::Success,
         latency_us: 1_200_000,
         ttft_us: Some(300_000),
+        ttfa_us: Some(900_000),
         input_tokens: 120,
         output_tokens: 400,
+        reasoning_tokens: 250,
+        cached_tokens: 64,
         attempts: 1,
         bytes: 2048,
-    }
+    })
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The label that names a daemon in the agent's per-daemon series.
-const DAEMON_LABEL: &str = "instance";
+const DAEMON_LABEL: &str = "daemon";
 
 /// The image's user, who runs both programs (compose/Dockerfile).
 const EXAI_UID: u32 = 10001;

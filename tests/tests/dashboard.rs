@@ -201,14 +201,14 @@ fn a_client_that_never_reads_loses_frames_and_ingestion_goes_on() {
     agent.wait_metric("mcp_requests_total", &[("method", "call_tool")], |v| {
         v == calls
     });
-    let instance = [("instance", daemon.instance_id.as_str())];
+    let instance = [("daemon", daemon.name.as_str())];
     assert_eq!(
         agent.scrape().sum("exai_pipe_events_lost_total", &instance),
         0.0
     );
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id), ("kind", "mcp_request")],
+        &[("daemon", &daemon.name), ("kind", "mcp_request")],
         |v| v >= calls,
     );
     // A reading client is still served.

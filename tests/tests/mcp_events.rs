@@ -18,10 +18,10 @@ fn tool_calls_reach_the_agent_as_events() {
             ("EXAI_SAMPLE_WS_MESSAGES", "1".into()),
         ],
     );
-    let instance = daemon.instance_id.clone();
+    let instance = daemon.name.clone();
     agent.wait_metric(
         "exai_pipe_daemon_connected",
-        &[("instance", &instance)],
+        &[("daemon", &instance)],
         |v| v == 1.0,
     );
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
@@ -34,7 +34,7 @@ fn tool_calls_reach_the_agent_as_events() {
     let by_kind = |kind: &str| {
         agent.scrape().sum(
             "exai_pipe_events_received_total",
-            &[("instance", &instance), ("kind", kind)],
+            &[("daemon", &instance), ("kind", kind)],
         )
     };
     for (kind, expected) in [
@@ -44,7 +44,7 @@ fn tool_calls_reach_the_agent_as_events() {
     ] {
         agent.wait_metric(
             "exai_pipe_events_received_total",
-            &[("instance", &instance), ("kind", kind)],
+            &[("daemon", &instance), ("kind", kind)],
             |v| v >= expected,
         );
         assert_eq!(by_kind(kind), expected, "{kind} events");
@@ -52,7 +52,7 @@ fn tool_calls_reach_the_agent_as_events() {
     assert_eq!(
         agent
             .scrape()
-            .sum("exai_pipe_events_lost_total", &[("instance", &instance)]),
+            .sum("exai_pipe_events_lost_total", &[("daemon", &instance)]),
         0.0
     );
 }

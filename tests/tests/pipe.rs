@@ -2,6 +2,7 @@
 //! agent binary.
 
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
+use exai_daemon::views::NoDependencies;
 use exai_daemon::{EventEmitter, Recorded, Totals};
 use exai_proto::event::Direction;
 use exai_proto::frame;
@@ -25,7 +26,7 @@ fn ws_event() -> EventKind {
 fn received(agent: &Agent, instance: &str) -> f64 {
     agent
         .scrape()
-        .sum("exai_pipe_events_received_total", &[("instance", instance)])
+        .sum("exai_pipe_events_received_total", &[("daemon", instance)])
 }
 
 /// (a) No agent: `record` never waits for anything, and every event is counted dropped.
@@ -42,7 +43,8 @@ fn without_an_agent_recording_never_blocks_and_every_drop_is_counted() {
         let cancel = CancellationToken::new();
         let writer = tokio::spawn(pipe_writer::run(
             emitter.clone(),
-            DaemonIdentity::current(),
+            DaemonIdentity::current("no-agent".into()),
+            Arc::new(NoDependencies),
             WriterConfig::new(socket.clone()),
             cancel.clone(),
         ));
@@ -97,18 +99,17 @@ fn the_daemon_runs_without_an_agent_and_connects_when_one_starts() {
     let agent = Agent::start(&socket);
     agent
         .proc
-        .wait_for_log(&format!("daemon connected instance={}", daemon.instance_id));
+        .wait_for_log(&format!("daemon connected daemon={}", daemon.name));
     // Heartbeats arrive once a second.
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 2.0,
     );
     assert_eq!(
-        agent.scrape().sum(
-            "exai_pipe_events_lost_total",
-            &[("instance", &daemon.instance_id)]
-        ),
+        agent
+            .scrape()
+            .sum("exai_pipe_events_lost_total", &[("daemon", &daemon.name)]),
         0.0
     );
 }
@@ -129,12 +130,13 @@ fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
         .build()
         .unwrap();
     let emitter = EventEmitter::new(SamplingPolicy::keep_all(), 1 << 16, Totals::new(&[]));
-    let identity = DaemonIdentity::current();
-    let instance = identity.instance_id.clone();
+    let identity = DaemonIdentity::current("killed-mid-stream".into());
+    let instance = identity.name.clone();
     let cancel = CancellationToken::new();
     let writer = runtime.spawn(pipe_writer::run(
         emitter.clone(),
         identity,
+        Arc::new(NoDependencies),
         WriterConfig::new(socket.clone()),
         cancel.clone(),
     ));
@@ -158,7 +160,7 @@ fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
 
     first.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &instance)],
+        &[("daemon", &instance)],
         |v| v >= 20_000.0,
     );
     first.proc.kill_hard();
@@ -179,7 +181,7 @@ fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
     );
     second.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &instance)],
+        &[("daemon", &instance)],
         |v| v >= 20_000.0,
     );
 
@@ -195,18 +197,13 @@ fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
         PATIENCE,
         || {
             let s = second.scrape();
-            let got = s.sum(
-                "exai_pipe_events_received_total",
-                &[("instance", &instance)],
-            ) + s.sum("exai_pipe_events_lost_total", &[("instance", &instance)]);
+            let got = s.sum("exai_pipe_events_received_total", &[("daemon", &instance)])
+                + s.sum("exai_pipe_events_lost_total", &[("daemon", &instance)]);
             (got as u64 == end.next_seq - hello_acked).then_some(s)
         },
     );
-    let lost = scrape.sum("exai_pipe_events_lost_total", &[("instance", &instance)]) as u64;
-    let got = scrape.sum(
-        "exai_pipe_events_received_total",
-        &[("instance", &instance)],
-    ) as u64;
+    let lost = scrape.sum("exai_pipe_events_lost_total", &[("daemon", &instance)]) as u64;
+    let got = scrape.sum("exai_pipe_events_received_total", &[("daemon", &instance)]) as u64;
     assert_eq!(
         lost,
         hello_next - hello_acked,
@@ -227,7 +224,7 @@ fn agent_killed_mid_stream_then_restarted_counts_exactly_what_was_lost() {
     assert_eq!(
         scrape.sum(
             "exai_pipe_daemon_dropped_events_total",
-            &[("instance", &instance)]
+            &[("daemon", &instance)]
         ) as u64,
         end.dropped.total()
     );
@@ -243,7 +240,7 @@ fn the_daemon_binary_reconnects_after_the_agent_is_killed() {
     let daemon = Daemon::start(&socket);
     first.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 1.0,
     );
     first.proc.kill_hard();
@@ -251,22 +248,21 @@ fn the_daemon_binary_reconnects_after_the_agent_is_killed() {
     let second = Agent::start(&socket);
     second
         .proc
-        .wait_for_log(&format!("daemon connected instance={}", daemon.instance_id));
+        .wait_for_log(&format!("daemon connected daemon={}", daemon.name));
     second.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 2.0,
     );
     assert_eq!(
-        second.scrape().sum(
-            "exai_pipe_daemon_connected",
-            &[("instance", &daemon.instance_id)]
-        ),
+        second
+            .scrape()
+            .sum("exai_pipe_daemon_connected", &[("daemon", &daemon.name)]),
         1.0
     );
 }
 
-/// (c) Two daemons feed one agent at once, each under its own instance label.
+/// (c) Two daemons feed one agent at once, each under its own `daemon` label.
 #[test]
 fn two_daemons_feed_one_agent() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,34 +274,32 @@ fn two_daemons_feed_one_agent() {
     for d in [&one, &two] {
         agent.wait_metric(
             "exai_pipe_events_received_total",
-            &[("instance", &d.instance_id)],
+            &[("daemon", &d.name)],
             |v| v >= 2.0,
         );
         assert_eq!(
-            agent.scrape().sum(
-                "exai_pipe_daemon_connected",
-                &[("instance", &d.instance_id)]
-            ),
+            agent
+                .scrape()
+                .sum("exai_pipe_daemon_connected", &[("daemon", &d.name)]),
             1.0
         );
     }
     assert!(two.proc.terminate().success());
     agent.wait_metric(
         "exai_pipe_daemon_connected",
-        &[("instance", &two.instance_id)],
+        &[("daemon", &two.name)],
         |v| v == 0.0,
     );
-    let before = received(&agent, &one.instance_id);
+    let before = received(&agent, &one.name);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &one.instance_id)],
+        &[("daemon", &one.name)],
         |v| v > before,
     );
     assert_eq!(
-        agent.scrape().sum(
-            "exai_pipe_daemon_connected",
-            &[("instance", &one.instance_id)]
-        ),
+        agent
+            .scrape()
+            .sum("exai_pipe_daemon_connected", &[("daemon", &one.name)]),
         1.0
     );
 }
@@ -320,6 +314,7 @@ fn batches_written_just_before_the_daemon_closes_are_all_counted() {
     let agent = Agent::start(&socket);
     let hello = Hello {
         instance_id: "closes-at-once".into(),
+        name: "closes-at-once".into(),
         ..a_hello()
     };
     let mut wire = Vec::new();
@@ -341,7 +336,7 @@ fn batches_written_just_before_the_daemon_closes_are_all_counted() {
     drop(conn);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", "closes-at-once")],
+        &[("daemon", "closes-at-once")],
         |v| v == 10_000.0,
     );
 }
@@ -349,12 +344,14 @@ fn batches_written_just_before_the_daemon_closes_are_all_counted() {
 fn a_hello() -> Hello {
     Hello {
         instance_id: "test-peer".into(),
+        name: "test-peer".into(),
         pid: std::process::id(),
         version: "0.0.0".into(),
         started_at_unix_ms: 0,
         sampling: SamplingPolicy::default(),
         next_seq: 0,
         acked_seq: 0,
+        models: vec![],
     }
 }
 
@@ -386,7 +383,7 @@ fn a_wrong_protocol_version_is_refused_with_a_clear_reason() {
     send_and_expect_close(&socket, &wire);
 
     let line = agent.proc.wait_for_log("unsupported protocol version 99");
-    assert!(line.contains("this side speaks version 1"), "{line}");
+    assert!(line.contains("this side speaks version 2"), "{line}");
     assert!(
         line.contains("reason=\"bad_version\"") || line.contains("reason=bad_version"),
         "{line}"
@@ -403,7 +400,7 @@ fn a_wrong_protocol_version_is_refused_with_a_clear_reason() {
     let daemon = Daemon::start(&socket);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 1.0,
     );
 }
@@ -418,7 +415,7 @@ fn garbage_on_the_socket_does_not_stop_the_agent_serving_a_daemon() {
     let daemon = Daemon::start(&socket);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 1.0,
     );
 
@@ -435,6 +432,7 @@ fn garbage_on_the_socket_does_not_stop_the_agent_serving_a_daemon() {
     let mut wire = Vec::new();
     let mut hello = a_hello();
     hello.instance_id = "test-peer-2".into();
+    hello.name = "test-peer-2".into();
     frame::encode_hello(&hello, &mut wire);
     wire.extend_from_slice(&16u32.to_le_bytes());
     wire.extend_from_slice(&[0xFF; 16]);
@@ -448,16 +446,16 @@ fn garbage_on_the_socket_does_not_stop_the_agent_serving_a_daemon() {
             "{reason}"
         );
     }
-    let before = received(&agent, &daemon.instance_id);
+    let before = received(&agent, &daemon.name);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v > before,
     );
     let late = Daemon::start(&socket);
     agent.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &late.instance_id)],
+        &[("daemon", &late.name)],
         |v| v >= 1.0,
     );
 }
@@ -476,4 +474,185 @@ fn a_peer_that_never_says_hello_is_closed() {
         1.0
     );
     agent.proc.wait_for_log("no Hello within 10s");
+}
+
+/// A daemon newer than this agent — one more tool, status and event kind, fields this
+/// agent does not know — is read, not refused: the known events are counted and applied,
+/// the unknown ones counted as such, and the connection is kept.
+#[test]
+fn a_newer_daemons_stream_is_read_and_what_is_unknown_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let newer = exai_proto::fixture::newer_daemon("newer-1", "newer-daemon", 0);
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.write_all(&newer.wire).unwrap();
+    let mine = [("daemon", "newer-daemon")];
+    agent.wait_metric("exai_pipe_events_received_total", &mine, |v| {
+        v == newer.batch_len as f64
+    });
+    let scrape = agent.scrape();
+    let received = |kind| {
+        scrape.sum(
+            "exai_pipe_events_received_total",
+            &[("daemon", "newer-daemon"), ("kind", kind)],
+        )
+    };
+    assert_eq!(received("mcp_request"), 1.0);
+    assert_eq!(received("heartbeat"), 1.0);
+    assert_eq!(received("ws_message"), 1.0);
+    assert_eq!(received("unknown"), f64::from(newer.unknown_kinds));
+    let unknown = |what| {
+        scrape.sum(
+            "exai_pipe_unknown_total",
+            &[("daemon", "newer-daemon"), ("what", what)],
+        )
+    };
+    assert_eq!(unknown("event_kind"), f64::from(newer.unknown_kinds));
+    // The Hello's appended field, and the batch's.
+    assert_eq!(unknown("field"), f64::from(newer.unknown_fields + 1));
+    assert_eq!(unknown("label_value"), f64::from(newer.unknown_labels));
+    // The heartbeat's totals hold a tool this agent does not know: counted under `other`.
+    assert_eq!(
+        scrape.sum(
+            "mcp_requests_total",
+            &[("daemon", "newer-daemon"), ("endpoint", "other")]
+        ),
+        newer.heartbeat_requests as f64
+    );
+    assert_eq!(scrape.sum("exai_pipe_frames_rejected_total", &[]), 0.0);
+    assert_eq!(scrape.sum("exai_pipe_events_lost_total", &mine), 0.0);
+    // Still connected: the agent acknowledged the whole batch and kept the link.
+    let mut ack = [0u8; 16];
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let n = conn.read(&mut ack).unwrap();
+    assert!(n > 0, "an acknowledgement");
+    assert_eq!(agent.scrape().sum("exai_pipe_daemon_connected", &mine), 1.0);
+}
+
+/// Past EXAI_PIPE_MAX_CONNECTIONS, a new connection is closed at once and counted; the
+/// connected daemons are not disturbed.
+#[test]
+fn connections_past_the_cap_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start_with(&socket, &[("EXAI_PIPE_MAX_CONNECTIONS", "2".into())]);
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_daemon_connected",
+        &[("daemon", &daemon.name)],
+        |v| v == 1.0,
+    );
+    // Holds the second place without saying anything.
+    let _quiet = UnixStream::connect(&socket).unwrap();
+    agent.wait_metric("exai_pipe_connections_total", &[], |v| v == 2.0);
+    let mut third = UnixStream::connect(&socket).unwrap();
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(third.read(&mut buf).unwrap_or(0), 0, "closed at once");
+    agent.wait_metric(
+        "exai_pipe_frames_rejected_total",
+        &[("reason", "too_many_connections")],
+        |v| v == 1.0,
+    );
+    let before = received(&agent, &daemon.name);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("daemon", &daemon.name)],
+        |v| v > before,
+    );
+}
+
+/// Before its Hello a peer may not make the agent buffer more than a Hello's worth.
+#[test]
+fn a_hello_larger_than_its_limit_is_refused_before_it_is_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let claimed = (frame::MAX_HELLO_LEN as u32) + 1;
+    send_and_expect_close(&socket, &claimed.to_le_bytes());
+    agent.wait_metric(
+        "exai_pipe_frames_rejected_total",
+        &[("reason", "bad_length")],
+        |v| v == 1.0,
+    );
+}
+
+/// A hostile or broken daemon whose running totals sit at the top of u64 — twice, so
+/// that any sum would overflow — does not panic the agent (these tests run a debug build,
+/// where overflow panics): the counts saturate and the agent keeps serving.
+#[test]
+fn totals_near_u64_max_saturate_and_the_agent_keeps_serving() {
+    use exai_proto::heartbeat::{ProviderTotal, RequestTotal};
+    use exai_proto::{CallStatus, Heartbeat, McpMethod, Provider, RequestStatus, Tool, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let mut agent = Agent::start(&socket);
+    let mut hb = Heartbeat::default();
+    for tool in [Tool::Version, Tool::Other, Tool::Other] {
+        hb.totals.requests.push(RequestTotal {
+            transport: Transport::WebSocket,
+            method: McpMethod::ToolsCall,
+            tool,
+            status: RequestStatus::Success,
+            count: u64::MAX,
+        });
+    }
+    for model in ["a", "b"] {
+        hb.totals.provider_calls.push(ProviderTotal {
+            provider: Provider::Glm,
+            model: model.into(),
+            status: CallStatus::Success,
+            calls: u64::MAX,
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            reasoning_tokens: u64::MAX,
+            cached_tokens: u64::MAX,
+        });
+    }
+    hb.pipe.dropped.queue_full = u64::MAX;
+    hb.pipe.dropped.write_error = u64::MAX;
+    hb.supabase.enabled = true;
+    hb.supabase.spool_depth = u64::MAX;
+    let beat = exai_proto::Event {
+        at_unix_us: u64::MAX,
+        correlation: CorrelationId::empty(),
+        weight: u32::MAX,
+        kind: EventKind::Heartbeat(Box::new(hb)),
+    };
+    let hello = Hello {
+        instance_id: "huge".into(),
+        name: "huge".into(),
+        next_seq: u64::MAX - 4,
+        acked_seq: 0,
+        ..a_hello()
+    };
+    let mut wire = Vec::new();
+    frame::encode_hello(&hello, &mut wire);
+    frame::encode_batch(u64::MAX - 4, &[beat.clone(), beat], &mut wire).unwrap();
+    let mut conn = UnixStream::connect(&socket).unwrap();
+    conn.write_all(&wire).unwrap();
+    let mine = [("daemon", "huge")];
+    agent.wait_metric("exai_pipe_events_received_total", &mine, |v| v == 2.0);
+    let scrape = agent.scrape();
+    let max = u64::MAX as f64;
+    assert_eq!(
+        scrape.sum(
+            "mcp_requests_total",
+            &[("daemon", "huge"), ("endpoint", "other")]
+        ),
+        max
+    );
+    assert_eq!(
+        scrape.sum("exai_pipe_events_lost_total", &mine),
+        (u64::MAX - 4) as f64
+    );
+    assert!(agent.proc.is_running(), "the agent survived");
+    // And it still serves a real daemon.
+    let daemon = Daemon::start(&socket);
+    agent.wait_metric(
+        "exai_pipe_events_received_total",
+        &[("daemon", &daemon.name)],
+        |v| v >= 1.0,
+    );
 }

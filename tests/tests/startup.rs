@@ -147,7 +147,7 @@ fn a_live_agents_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     let daemon = Daemon::start(&socket);
     second.wait_metric(
         "exai_pipe_events_received_total",
-        &[("instance", &daemon.instance_id)],
+        &[("daemon", &daemon.name)],
         |v| v >= 1.0,
     );
 }
@@ -168,4 +168,52 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     assert_eq!(code, 1);
     assert!(err.contains("exists and is not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+/// Whoever can write in the socket's directory can put their own socket in its place and
+/// receive every daemon's events: the agent refuses such a directory, naming it.
+#[test]
+fn a_socket_directory_others_can_write_to_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let open = parent.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = open.join("events.sock");
+    let env = [
+        ("METRICS_PORT", "0"),
+        ("HEALTH_CHECK_PORT", "0"),
+        ("MONITORING_PORT", "0"),
+    ];
+    let with_socket = |socket: &std::path::Path| {
+        let mut env = env.to_vec();
+        env.push(("EXAI_EVENTS_SOCKET", socket.to_str().unwrap()));
+        run("exai-agent", &[], &env)
+    };
+    let (code, err) = with_socket(&socket);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&open.display().to_string()), "{err}");
+    assert!(err.contains("writable by every user (mode 777)"), "{err}");
+    assert!(!socket.exists());
+
+    // Another user's directory (the tests run as root, so it can be given away).
+    let theirs = parent.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let status = Command::new("chown")
+        .arg("65534")
+        .arg(&theirs)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chown needs root");
+    let (code, err) = with_socket(&theirs.join("events.sock"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+
+    // A directory of its own, closed to others, is used as it is.
+    let mine = parent.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let mut agent = Agent::start(&mine.join("events.sock"));
+    assert!(agent.proc.is_running());
 }

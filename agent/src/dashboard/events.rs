@@ -30,17 +30,19 @@ pub fn service(kind: &EventKind) -> Option<&'static str> {
     Some(match kind {
         EventKind::WsMessage { .. } | EventKind::McpRequest { .. } => "websocket",
         EventKind::Connection { .. } => "websocket",
-        EventKind::ProviderCall { provider, .. } => provider_service(*provider),
+        EventKind::ProviderCall(call) => provider_service(call.provider)?,
         EventKind::Storage { .. } => "storage",
         EventKind::Supabase { .. } => "supabase",
-        EventKind::Heartbeat(_) => return None,
+        EventKind::Heartbeat(_) | EventKind::Catalogue { .. } => return None,
     })
 }
 
-pub fn provider_service(provider: Provider) -> &'static str {
+/// The card of a provider; none for one this agent does not know.
+pub fn provider_service(provider: Provider) -> Option<&'static str> {
     match provider {
-        Provider::Kimi => "kimi",
-        Provider::Glm => "glm",
+        Provider::Kimi => Some("kimi"),
+        Provider::Glm => Some("glm"),
+        Provider::Other => None,
     }
 }
 
@@ -50,8 +52,8 @@ pub fn failed(kind: &EventKind) -> bool {
         EventKind::McpRequest { status, .. } => {
             matches!(status, RequestStatus::Error | RequestStatus::ToolError)
         }
-        EventKind::ProviderCall { status, .. } => {
-            !matches!(status, CallStatus::Success | CallStatus::Cancelled)
+        EventKind::ProviderCall(call) => {
+            !matches!(call.status, CallStatus::Success | CallStatus::Cancelled)
         }
         EventKind::Storage { result, .. } => {
             matches!(result, StorageResult::Error | StorageResult::Timeout)
@@ -86,27 +88,30 @@ impl EventView {
                     format!("{what} over {transport}: {status}"),
                 )
             }
-            EventKind::ProviderCall {
-                model,
-                status,
-                latency_us,
-                ttft_us,
-                input_tokens,
-                output_tokens,
-                attempts,
-                ..
-            } => {
-                let mut summary = format!("{}: {status}", model.as_str());
-                if *status == CallStatus::Success {
-                    summary += &format!(", {input_tokens} → {output_tokens} tokens");
+            EventKind::ProviderCall(call) => {
+                let status = call.status;
+                let mut summary = format!("{}: {status}", call.model.as_str());
+                if status == CallStatus::Success {
+                    summary += &format!(", {} → {} tokens", call.input_tokens, call.output_tokens);
+                    if call.reasoning_tokens > 0 {
+                        summary += &format!(" ({} reasoning)", call.reasoning_tokens);
+                    }
                 }
-                if let Some(ttft) = ttft_us {
-                    summary += &format!(", first token {} ms", ms(*ttft));
+                match (call.ttft_us, call.ttfa_us) {
+                    (Some(first), Some(answer)) if answer > first => {
+                        summary += &format!(
+                            ", thought {} ms, first answer token {} ms",
+                            ms(first),
+                            ms(answer)
+                        )
+                    }
+                    (Some(first), _) => summary += &format!(", first token {} ms", ms(first)),
+                    _ => {}
                 }
-                if *attempts > 1 {
-                    summary += &format!(", {attempts} attempts");
+                if call.attempts > 1 {
+                    summary += &format!(", {} attempts", call.attempts);
                 }
-                let latency = (*status == CallStatus::Success).then(|| ms(*latency_us));
+                let latency = (status == CallStatus::Success).then(|| ms(call.latency_us));
                 (status.as_str(), latency, summary)
             }
             EventKind::Storage {
@@ -146,7 +151,7 @@ impl EventView {
                     r => format!("{transport} connection {phase}: {r}"),
                 },
             ),
-            EventKind::Heartbeat(_) => return None,
+            EventKind::Heartbeat(_) | EventKind::Catalogue { .. } => return None,
         };
         Some(Self {
             at_ms: event.at_unix_us / 1000,
@@ -166,7 +171,7 @@ fn priority(kind: &EventKind) -> usize {
         return 0;
     }
     match kind {
-        EventKind::ProviderCall { .. } | EventKind::Supabase { .. } => 1,
+        EventKind::ProviderCall(_) | EventKind::Supabase { .. } => 1,
         EventKind::McpRequest { .. } | EventKind::Connection { .. } => 2,
         EventKind::Storage { .. } => 3,
         _ => 4,
@@ -194,7 +199,10 @@ impl Candidates {
     }
 
     pub fn offer(&mut self, event: &Event) {
-        if matches!(event.kind, EventKind::Heartbeat(_)) {
+        if matches!(
+            event.kind,
+            EventKind::Heartbeat(_) | EventKind::Catalogue { .. }
+        ) {
             return;
         }
         self.offered += 1;
@@ -243,7 +251,7 @@ impl RecentRequests {
         if event.correlation.is_empty()
             || matches!(
                 event.kind,
-                EventKind::Heartbeat(_) | EventKind::WsMessage { .. }
+                EventKind::Heartbeat(_) | EventKind::Catalogue { .. } | EventKind::WsMessage { .. }
             )
         {
             return;
@@ -295,17 +303,19 @@ mod tests {
     }
 
     fn call(status: CallStatus) -> EventKind {
-        EventKind::ProviderCall {
+        EventKind::ProviderCall(exai_proto::ProviderCall {
             provider: Provider::Glm,
             model: ModelName::new("glm-4.5"),
             status,
             latency_us: 1500,
             ttft_us: Some(300),
+            ttfa_us: Some(300),
             input_tokens: 3,
             output_tokens: 5,
             attempts: 1,
             bytes: 10,
-        }
+            ..Default::default()
+        })
     }
 
     fn message() -> EventKind {

@@ -10,10 +10,10 @@ pub mod server;
 pub mod stats;
 
 use crate::config::DashboardConfig;
-use crate::health::{server::Report, HealthCache};
-use crate::metrics::pipe::PipeMetrics;
+use crate::daemons::Daemons;
+use crate::health::{server::Report, Health};
 use crate::metrics::{Counter, Gauge, Registry};
-use crate::sink::{DaemonInfo, EventSink};
+use crate::sink::EventSink;
 use events::{EventView, RecentRequests};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -45,9 +45,8 @@ pub struct Dashboard {
     aggregate: Mutex<Aggregate>,
     /// Request events for search; its own lock, so a search never holds up the figures.
     searchable: Mutex<RecentRequests>,
-    pipe: Arc<PipeMetrics>,
-    health: HealthCache,
-    timezone: chrono_tz::Tz,
+    daemons: Arc<Daemons>,
+    health: Arc<Health>,
     clients: Mutex<HashMap<u64, mpsc::Sender<Utf8Bytes>>>,
     next_client: AtomicU64,
     /// What a new client is sent first: the last stats whole, and the earlier ones as
@@ -64,9 +63,8 @@ impl Dashboard {
     pub fn new(
         config: DashboardConfig,
         registry: &Registry,
-        pipe: Arc<PipeMetrics>,
-        health: HealthCache,
-        timezone: chrono_tz::Tz,
+        daemons: Arc<Daemons>,
+        health: Arc<Health>,
     ) -> Self {
         let frames_dropped = registry.counter(
             "exai_dashboard_frames_dropped_total",
@@ -82,9 +80,8 @@ impl Dashboard {
             aggregate: Mutex::new(Aggregate::new(per_frame)),
             searchable: Mutex::new(RecentRequests::new(SEARCHABLE)),
             config,
-            pipe,
+            daemons,
             health,
-            timezone,
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(0),
             last_stats: Mutex::new(None),
@@ -138,8 +135,8 @@ impl Dashboard {
     }
 
     fn health_json(&self) -> Value {
-        let checked = self.health.borrow().clone();
-        serde_json::to_value(Report::new(&checked, self.timezone)).unwrap_or(Value::Null)
+        let checked = self.health.check();
+        serde_json::to_value(Report::new(&checked, self.health.timezone())).unwrap_or(Value::Null)
     }
 
     /// The frame a new client gets first.
@@ -189,18 +186,19 @@ impl Dashboard {
         json!({"type": "search_result", "correlation_id": needle, "events": events})
     }
 
-    /// Sends stats every second, events four times a second and health when it changes,
-    /// until `cancel`.
+    /// Sends stats every second, events four times a second and health when it changes
+    /// (a daemon's link at once, the agent's own checks as they finish), until `cancel`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut stats_every = tokio::time::interval(Duration::from_secs(1));
         let mut events_every = tokio::time::interval(EVENTS_EVERY);
         for timer in [&mut stats_every, &mut events_every] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        let mut health = self.health.clone();
-        let mut statuses = health.borrow().components.statuses();
-        // If the checker ever stops, the figures go on without health changes.
-        let mut health_open = true;
+        let mut links = self.daemons.subscribe();
+        let mut findings = self.health.findings();
+        let mut statuses = self.health.check().components.statuses();
+        // If either ever stops, the figures go on; health changes are then seen each second.
+        let (mut links_open, mut findings_open) = (true, true);
         let mut last_stats = Instant::now();
         loop {
             tokio::select! {
@@ -211,37 +209,30 @@ impl Dashboard {
                     self.send_stats(elapsed);
                 }
                 _ = events_every.tick() => self.send_events(),
-                changed = health.changed(), if health_open => {
-                    if changed.is_err() {
-                        health_open = false;
-                        continue;
-                    }
-                    let now = health.borrow_and_update().components.statuses();
-                    if now != statuses {
-                        statuses = now;
-                        self.broadcast(&json!({"type": "health", "health": self.health_json()}));
-                    }
+                changed = links.changed(), if links_open => {
+                    links_open = changed.is_ok();
+                    links.borrow_and_update();
                 }
+                changed = findings.changed(), if findings_open => {
+                    findings_open = changed.is_ok();
+                    findings.borrow_and_update();
+                }
+            }
+            let now = self.health.check().components.statuses();
+            if now != statuses {
+                statuses = now;
+                self.broadcast(&json!({"type": "health", "health": self.health_json()}));
             }
         }
     }
 
     fn send_stats(&self, elapsed: f64) {
-        let p = self.pipe.summary();
-        let pipe = json!({
-            "received": p.received,
-            "lost": p.lost,
-            "dropped": {
-                "queue_full": p.dropped.queue_full,
-                "write_error": p.dropped.write_error,
-                "disconnected": p.dropped.disconnected,
-            },
-        });
+        let summary = self.daemons.summary();
         let dashboard = json!({
             "clients": self.clients_gauge.get(),
             "frames_dropped": self.frames_dropped.get(),
         });
-        let mut stats = self.aggregate().tick(elapsed, pipe, dashboard);
+        let mut stats = self.aggregate().tick(elapsed, &summary, dashboard);
         *self.last_stats.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw(&stats).into());
         stats["type"] = json!("stats");
         self.broadcast(&stats);
@@ -275,30 +266,13 @@ impl Dashboard {
         }
         self.broadcast(&json!({"type": "events", "events": events, "suppressed": suppressed}));
     }
-
-    /// Forgets a daemon gone for good.
-    pub fn forget(&self, instance_id: &str) {
-        self.aggregate().forget(instance_id);
-    }
 }
 
 impl EventSink for Dashboard {
-    fn daemon_connected(&self, daemon: &DaemonInfo) {
-        self.aggregate().daemon_connected(&daemon.instance_id);
-    }
-
-    fn events(&self, daemon: &DaemonInfo, events: &[exai_proto::Event]) {
-        self.aggregate().events(&daemon.instance_id, events);
+    fn events(&self, _daemon: &str, events: &[exai_proto::Event]) {
+        self.aggregate().events(events);
         let mut searchable = self.searchable.lock().unwrap_or_else(|e| e.into_inner());
         events.iter().for_each(|e| searchable.push(e));
-    }
-
-    fn totals_grew(&self, _daemon: &DaemonInfo, increase: &exai_proto::heartbeat::Totals) {
-        self.aggregate().add(increase);
-    }
-
-    fn daemon_disconnected(&self, daemon: &DaemonInfo) {
-        self.aggregate().daemon_disconnected(&daemon.instance_id);
     }
 }
 

@@ -25,8 +25,9 @@ use tracing::debug;
 /// Largest message a client may send (a search is a few dozen bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
-/// A client that has not taken a frame for this long is gone (lid closed, cable pulled).
-const SEND_WITHIN: Duration = Duration::from_secs(10);
+/// A client that has not taken a frame for this long is gone (lid closed, cable pulled,
+/// or never meant to read): its place goes to the next.
+const SEND_WITHIN: Duration = Duration::from_secs(5);
 
 /// Searches one client may make per second; more are ignored.
 const SEARCHES_PER_SECOND: u32 = 4;
@@ -41,7 +42,7 @@ pub fn handler(
     cancel: CancellationToken,
 ) -> Handler {
     Arc::new(move |req| {
-        if loopback_only && !loopback_host(&req) {
+        if loopback_only && !http_server::loopback_host(&req) {
             return http_server::text(
                 403,
                 PLAIN,
@@ -64,21 +65,6 @@ pub fn handler(
             ),
         }
     })
-}
-
-fn loopback_host(req: &Request<Incoming>) -> bool {
-    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
-        return true;
-    };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A browser page from another site must not read the stream: an `Origin`, when sent,
@@ -172,9 +158,16 @@ async fn serve_client<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut tx, mut rx) = ws.split();
+    // The snapshot is the largest frame (a few hundred KB): a client that does not take it
+    // in time gives its place back like any other slow client.
     let snapshot = Utf8Bytes::from(dashboard.snapshot());
-    if tx.send(Message::Text(snapshot)).await.is_err() {
-        return;
+    tokio::select! {
+        sent = tokio::time::timeout(SEND_WITHIN, tx.send(Message::Text(snapshot))) => {
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+        _ = cancel.cancelled() => return,
     }
     let mut searches = (Instant::now(), 0u32);
     loop {
@@ -234,6 +227,41 @@ fn search_request(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemons::{Daemons, DaemonsConfig};
+    use crate::health::Health;
+    use crate::metrics::{Families, Registry};
+
+    fn dashboard() -> Dashboard {
+        let registry = Registry::new();
+        let families = Arc::new(Families::new(&registry));
+        let daemons = Arc::new(Daemons::new(
+            families,
+            DaemonsConfig {
+                ttl: Duration::from_secs(60),
+                max_daemons: 8,
+                max_models: 8,
+            },
+        ));
+        let config = crate::config::AgentConfig::load(&[("X", "1")], &Default::default()).unwrap();
+        let (_publish, findings) = tokio::sync::watch::channel(Arc::default());
+        let health = Arc::new(Health::new(config.health_checks, daemons.clone(), findings));
+        Dashboard::new(config.dashboard, &registry, daemons, health)
+    }
+
+    /// A client that takes nothing, not even the snapshot, gives its place back after the
+    /// time limit instead of holding it for as long as it keeps the socket open.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_is_let_go_after_the_time_limit() {
+        let dashboard = dashboard();
+        // A pipe with room for 64 bytes: the snapshot alone does not fit.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        let (_id, frames) = dashboard.join().unwrap();
+        let started = tokio::time::Instant::now();
+        serve_client(&dashboard, ws, frames, CancellationToken::new()).await;
+        // Paused time: this is the limit the task waited, not the machine's speed.
+        assert_eq!(started.elapsed(), SEND_WITHIN);
+    }
 
     #[test]
     fn reads_a_search_and_ignores_anything_else() {

@@ -1,14 +1,21 @@
-//! The checks themselves. Each runs under the per-check timeout in the background task;
+//! The agent's own checks: its memory and the system's, the disk, and — only when an
+//! operator asks for them — its own probes of Redis and Supabase. Each runs under the
+//! per-check timeout in the background task (the blocking ones on the blocking pool);
 //! none of them is ever awaited by a health request.
 
-use super::link::DaemonLink;
-use super::report::{
-    DaemonHealth, DiskHealth, MemoryHealth, Status, StorageHealth, SupabaseHealth,
-};
-use super::HealthConfig;
+use super::report::{DiskHealth, Status};
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// What an agent-side probe of a dependency found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
 
 /// Runs `check` under `limit`; `Err` carries what to tell an operator.
 pub async fn within<T>(
@@ -24,37 +31,34 @@ pub async fn within<T>(
 }
 
 /// PING on the agent's own Redis connection, reconnecting when it broke.
-pub struct RedisCheck {
+pub struct RedisProbe {
     client: redis::Client,
     conn: Option<redis::aio::MultiplexedConnection>,
 }
 
-impl RedisCheck {
+impl RedisProbe {
     pub fn new(url: &str) -> Result<Self, String> {
         redis::Client::open(url)
             .map(|client| Self { client, conn: None })
             .map_err(|_| {
-                "REDIS_URL is not a Redis URL (redis://[:password@]host[:port][/db])".into()
+                "EXAI_HEALTH_PROBE_REDIS_URL is not a Redis URL (redis://[:password@]host[:port][/db])"
+                    .into()
             })
     }
 
-    pub async fn run(&mut self, timeout: Duration) -> StorageHealth {
+    pub async fn run(&mut self, timeout: Duration) -> Probe {
         let (result, latency_ms) = within(timeout, self.ping(timeout)).await;
         if result.is_err() {
             // A connection that timed out may hold a half-read answer: start afresh.
             self.conn = None;
         }
-        StorageHealth {
-            status: if result.is_ok() {
-                Status::Healthy
-            } else {
-                Status::Unhealthy
-            },
-            kind: "redis",
+        Probe {
+            ok: result.is_ok(),
             latency_ms: result.is_ok().then_some(round(latency_ms)),
+            http_status: None,
             message: match result {
-                Ok(()) => "PING answered".into(),
-                Err(e) => format!("Redis unreachable: {e}"),
+                Ok(()) => "the agent's PING was answered".into(),
+                Err(e) => format!("Redis unreachable from the agent: {e}"),
             },
         }
     }
@@ -99,13 +103,13 @@ fn redis_error(e: &redis::RedisError) -> String {
 
 /// Whether Supabase's REST API answers the service role key: a one-row select on the
 /// conversations table, which also shows the schema is in place.
-pub struct SupabaseCheck {
+pub struct SupabaseProbe {
     http: reqwest::Client,
     url: String,
     key: String,
 }
 
-impl SupabaseCheck {
+impl SupabaseProbe {
     pub fn new(base: &str, key: String, timeout: Duration) -> Self {
         Self {
             http: reqwest::Client::builder()
@@ -121,7 +125,7 @@ impl SupabaseCheck {
         }
     }
 
-    pub async fn run(&self, timeout: Duration) -> SupabaseHealth {
+    pub async fn run(&self, timeout: Duration) -> Probe {
         let request = self
             .http
             .get(&self.url)
@@ -140,39 +144,30 @@ impl SupabaseCheck {
             })
         })
         .await;
-        let (status, http_status, message) = match result {
+        match result {
             Ok(response) => {
                 let code = response.status().as_u16();
-                match code {
-                    200..=299 => (Status::Healthy, code, "REST API answered".to_string()),
+                let (ok, message) = match code {
+                    200..=299 => (true, "the agent's REST request was answered".to_string()),
                     401 | 403 => (
-                        Status::Unhealthy,
-                        code,
+                        false,
                         format!("the service role key was rejected (HTTP {code})"),
                     ),
-                    _ => (
-                        Status::Unhealthy,
-                        code,
-                        format!("REST API answered HTTP {code}"),
-                    ),
+                    _ => (false, format!("REST API answered HTTP {code}")),
+                };
+                Probe {
+                    ok,
+                    latency_ms: Some(round(latency_ms)),
+                    http_status: Some(code),
+                    message,
                 }
             }
-            Err(e) => {
-                return SupabaseHealth {
-                    status: Status::Unhealthy,
-                    enabled: true,
-                    latency_ms: None,
-                    http_status: None,
-                    message: format!("Supabase unreachable: {e}"),
-                }
-            }
-        };
-        SupabaseHealth {
-            status,
-            enabled: true,
-            latency_ms: Some(round(latency_ms)),
-            http_status: Some(http_status),
-            message,
+            Err(e) => Probe {
+                ok: false,
+                latency_ms: None,
+                http_status: None,
+                message: format!("Supabase unreachable from the agent: {e}"),
+            },
         }
     }
 }
@@ -192,15 +187,17 @@ impl Default for MemoryCheck {
     }
 }
 
-/// What the memory check read, for the metrics as well as the report.
+/// What the memory check read.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryReading {
-    pub health: MemoryHealth,
     pub agent_rss_bytes: u64,
     pub agent_cpu_percent: f32,
+    pub system_percent: f64,
 }
 
 impl MemoryCheck {
-    pub fn run(&mut self, config: &HealthConfig, link: &DaemonLink) -> MemoryReading {
+    /// Reads `/proc`: blocking, so it runs on the blocking pool.
+    pub fn run(&mut self) -> MemoryReading {
         use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
         self.system.refresh_memory();
         let (rss, cpu) = match self.pid {
@@ -218,38 +215,14 @@ impl MemoryCheck {
         };
         let total = self.system.total_memory();
         let used = total.saturating_sub(self.system.available_memory());
-        let system_percent = if total > 0 {
-            used as f64 * 100.0 / total as f64
-        } else {
-            0.0
-        };
-        let process_mb = rss as f64 / 1_048_576.0;
-        let mut status = Status::of(
-            system_percent,
-            config.memory_degraded_percent,
-            config.memory_unhealthy_percent,
-        );
-        let mut message = format!("system memory {system_percent:.1} % used");
-        if process_mb >= config.agent_memory_mb as f64 {
-            status = status.max(Status::Degraded);
-            message = format!(
-                "the agent uses {process_mb:.0} MiB, over its {} MiB limit",
-                config.agent_memory_mb
-            );
-        }
         MemoryReading {
-            health: MemoryHealth {
-                status,
-                process_memory_mb: round(process_mb),
-                daemon_memory_mb: link
-                    .state()
-                    .daemon_rss_bytes
-                    .map(|b| round(b as f64 / 1_048_576.0)),
-                system_memory_percent: round(system_percent),
-                message,
-            },
             agent_rss_bytes: rss,
             agent_cpu_percent: cpu,
+            system_percent: if total > 0 {
+                used as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -260,6 +233,7 @@ pub fn disk(path: &Path, degraded: f64, unhealthy: f64) -> DiskHealth {
     match disk_usage(path) {
         Ok((percent, free_bytes)) => DiskHealth {
             status: Status::of(percent, degraded, unhealthy),
+            read: true,
             disk_percent: round(percent),
             free_gb: round(free_bytes as f64 / 1_073_741_824.0),
             path: shown,
@@ -269,6 +243,7 @@ pub fn disk(path: &Path, degraded: f64, unhealthy: f64) -> DiskHealth {
         },
         Err(e) => DiskHealth {
             status: Status::Unhealthy,
+            read: false,
             disk_percent: 0.0,
             free_gb: 0.0,
             path: shown,
@@ -277,26 +252,19 @@ pub fn disk(path: &Path, degraded: f64, unhealthy: f64) -> DiskHealth {
     }
 }
 
+/// `statvfs` of `path`: the share used (of what is usable by unprivileged users, as
+/// `df` counts it) and the bytes available. Blocking.
 #[cfg(unix)]
 fn disk_usage(path: &Path) -> std::io::Result<(f64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path holds a NUL"))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a valid C string and `stat` a writable statvfs.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let frsize = stat.f_frsize as u64;
-    let used = (stat.f_blocks as u64).saturating_sub(stat.f_bfree as u64);
-    let available = stat.f_bavail as u64;
-    let usable = used + available;
+    let stat = rustix::fs::statvfs(path)?;
+    let used = stat.f_blocks.saturating_sub(stat.f_bfree);
+    let usable = used.saturating_add(stat.f_bavail);
     let percent = if usable == 0 {
         0.0
     } else {
         used as f64 * 100.0 / usable as f64
     };
-    Ok((percent, available * frsize))
+    Ok((percent, stat.f_bavail.saturating_mul(stat.f_frsize)))
 }
 
 #[cfg(not(unix))]
@@ -307,40 +275,24 @@ fn disk_usage(_path: &Path) -> std::io::Result<(f64, u64)> {
     ))
 }
 
-pub fn daemon(link: &DaemonLink, silent_after: Duration) -> DaemonHealth {
-    let state = link.state();
-    let age = state.last_event_age.map(|a| round(a.as_secs_f64()));
-    let (status, message) = if state.connected == 0 {
-        (
-            Status::Unhealthy,
-            match age {
-                Some(age) => format!("no daemon connected; last event {age} s ago"),
-                None => "no daemon has connected yet".to_string(),
-            },
-        )
-    } else if state.last_event_age.is_none_or(|a| a > silent_after) {
-        (
-            Status::Unhealthy,
-            format!(
-                "connected but silent for over {} s (heartbeats come every second)",
-                silent_after.as_secs()
-            ),
-        )
-    } else {
-        (
-            Status::Healthy,
-            format!("{} daemon(s) connected", state.connected),
-        )
-    };
-    DaemonHealth {
-        status,
-        connected: state.connected > 0,
-        instances: state.connected,
-        last_event_age_s: age,
-        message,
-    }
+pub fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_disk_of_a_path_and_names_a_missing_one() {
+        let d = disk(Path::new("/"), 85.0, 95.0);
+        assert!(d.disk_percent > 0.0 && d.disk_percent <= 100.0, "{d:?}");
+        assert!(d.free_gb >= 0.0);
+        let missing = disk(Path::new("/no/such/path/here"), 85.0, 95.0);
+        assert_eq!(missing.status, Status::Unhealthy);
+        assert!(
+            missing.message.starts_with("cannot read disk usage"),
+            "{missing:?}"
+        );
+    }
 }

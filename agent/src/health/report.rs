@@ -1,4 +1,5 @@
-//! What a round of checks found, and how it reads as JSON and HTTP status codes.
+//! What the health report says, component by component, and how it reads as JSON and
+//! HTTP status codes.
 
 use serde::Serialize;
 
@@ -6,6 +7,8 @@ use serde::Serialize;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Healthy,
+    /// Nothing reports on it yet: storage and Supabase while no daemon is connected.
+    Unknown,
     Degraded,
     Unhealthy,
 }
@@ -14,6 +17,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Healthy => "healthy",
+            Status::Unknown => "unknown",
             Status::Degraded => "degraded",
             Status::Unhealthy => "unhealthy",
         }
@@ -31,23 +35,44 @@ impl Status {
     }
 }
 
-/// Conversation storage as the agent sees it on its own connection.
+/// Whose view a dependency's status is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// What the connected daemons report in their heartbeats (the default).
+    Daemon,
+    /// The agent's own probe (EXAI_HEALTH_PROBE_*).
+    Agent,
+}
+
+/// Conversation storage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StorageHealth {
     pub status: Status,
-    /// `redis` when `REDIS_URL` is set, else `memory`.
+    pub view: View,
+    /// `redis` or `memory`; `null` while nothing reports.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: Option<&'static str>,
     pub latency_ms: Option<f64>,
+    /// What the last failure was (`timeout`, `connection_refused`, …); `null` when none.
+    pub last_error: Option<&'static str>,
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SupabaseHealth {
     pub status: Status,
+    pub view: View,
     pub enabled: bool,
-    pub latency_ms: Option<f64>,
+    /// The last upload's outcome (`ok`, `retry`, `rejected`); `null` before the first.
+    pub last_upload: Option<&'static str>,
     pub http_status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    /// Turns waiting in the daemons' spools, their size, and turns refused because a
+    /// spool was full (since each daemon started).
+    pub spool_depth: u64,
+    pub spool_bytes: u64,
+    pub refused_turns: u64,
     pub message: String,
 }
 
@@ -65,10 +90,23 @@ pub struct MemoryHealth {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DiskHealth {
     pub status: Status,
+    /// Whether the figures below were read (else the message says why not).
+    #[serde(skip)]
+    pub read: bool,
     pub disk_percent: f64,
     pub free_gb: f64,
     pub path: String,
     pub message: String,
+}
+
+/// One daemon, as the daemon component lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonEntry {
+    pub name: String,
+    pub instance_id: String,
+    pub connected: bool,
+    /// Seconds since its last event (heartbeats come every second).
+    pub last_event_age_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,6 +118,8 @@ pub struct DaemonHealth {
     /// Seconds since the last event from any daemon; `null` before the first.
     pub last_event_age_s: Option<f64>,
     pub message: String,
+    /// Every daemon the agent knows: connected, or gone less than its time to live ago.
+    pub daemons: Vec<DaemonEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,26 +146,45 @@ impl Components {
     /// The overall status. Without a daemon there is no service: unhealthy. Memory or
     /// disk past their unhealthy threshold: unhealthy. A failing dependency (Redis,
     /// Supabase) leaves the service answering — without history, or into the spool — so
-    /// it is degraded.
+    /// it is degraded. What nothing reports on yet counts for nothing.
     pub fn overall(&self) -> Status {
         let critical = [self.daemon.status, self.memory.status, self.disk.status];
         if critical.contains(&Status::Unhealthy) {
             return Status::Unhealthy;
         }
-        let worst = self.statuses().iter().map(|(_, s)| *s).max();
+        let worst = self
+            .statuses()
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| *s != Status::Unknown)
+            .max();
         match worst {
             Some(Status::Healthy) | None => Status::Healthy,
             Some(_) => Status::Degraded,
         }
     }
 
-    /// Ready to serve: ingesting from a daemon and every enabled dependency healthy.
-    /// Memory and disk pressure shows in `/health`, not here: it does not make the
-    /// service unable to answer.
+    /// The components that keep the agent from being ready: ingesting from a daemon, and
+    /// no dependency failing. Memory and disk pressure shows in `/health`, not here: it
+    /// does not make the service unable to answer.
+    pub fn waiting_for(&self) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if self.daemon.status != Status::Healthy {
+            waiting.push("daemon");
+        }
+        for (name, status) in [
+            ("storage", self.storage.status),
+            ("supabase", self.supabase.status),
+        ] {
+            if matches!(status, Status::Degraded | Status::Unhealthy) {
+                waiting.push(name);
+            }
+        }
+        waiting
+    }
+
     pub fn ready(&self) -> bool {
-        self.daemon.status == Status::Healthy
-            && self.storage.status == Status::Healthy
-            && self.supabase.status == Status::Healthy
+        self.waiting_for().is_empty()
     }
 }
 
@@ -137,15 +196,22 @@ mod tests {
         Components {
             storage: StorageHealth {
                 status: Status::Healthy,
-                kind: "memory",
+                view: View::Daemon,
+                kind: Some("memory"),
                 latency_ms: None,
+                last_error: None,
                 message: String::new(),
             },
             supabase: SupabaseHealth {
                 status: Status::Healthy,
+                view: View::Daemon,
                 enabled: false,
-                latency_ms: None,
+                last_upload: None,
                 http_status: None,
+                latency_ms: None,
+                spool_depth: 0,
+                spool_bytes: 0,
+                refused_turns: 0,
                 message: String::new(),
             },
             memory: MemoryHealth {
@@ -157,6 +223,7 @@ mod tests {
             },
             disk: DiskHealth {
                 status: Status::Healthy,
+                read: true,
                 disk_percent: 20.0,
                 free_gb: 10.0,
                 path: "/".into(),
@@ -168,6 +235,7 @@ mod tests {
                 instances: 1,
                 last_event_age_s: Some(0.1),
                 message: String::new(),
+                daemons: Vec::new(),
             },
         }
     }
@@ -178,6 +246,7 @@ mod tests {
         assert_eq!((c.overall(), c.ready()), (Status::Healthy, true));
         c.storage.status = Status::Unhealthy;
         assert_eq!((c.overall(), c.ready()), (Status::Degraded, false));
+        assert_eq!(c.waiting_for(), ["storage"]);
         c = all_healthy();
         c.disk.status = Status::Degraded;
         assert_eq!((c.overall(), c.ready()), (Status::Degraded, true));
@@ -185,7 +254,17 @@ mod tests {
         assert_eq!((c.overall(), c.ready()), (Status::Unhealthy, true));
         c = all_healthy();
         c.daemon.status = Status::Unhealthy;
+        c.storage.status = Status::Unknown;
         assert_eq!((c.overall(), c.ready()), (Status::Unhealthy, false));
+        assert_eq!(c.waiting_for(), ["daemon"]);
+    }
+
+    #[test]
+    fn what_nothing_reports_on_counts_for_nothing() {
+        let mut c = all_healthy();
+        c.storage.status = Status::Unknown;
+        c.supabase.status = Status::Unknown;
+        assert_eq!((c.overall(), c.ready()), (Status::Healthy, true));
     }
 
     #[test]

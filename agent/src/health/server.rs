@@ -1,7 +1,7 @@
-//! `/health/live`, `/health/ready`, `/health` and `/healthz`: each reads the cached
-//! result of the last round of checks and answers at once.
+//! `/health/live`, `/health/ready`, `/health` and `/healthz`: each composes its answer
+//! from the registry of daemons and the agent's last findings, and answers at once.
 
-use super::{Checked, HealthCache};
+use super::{Checked, Health};
 use crate::http_server::{self, Body, Handler};
 use chrono::{SecondsFormat, Utc};
 use hyper::Response;
@@ -34,7 +34,7 @@ impl<'a> Report<'a> {
                 .to_rfc3339_opts(SecondsFormat::Millis, false),
             timezone: timezone.name(),
             version: crate::VERSION,
-            checked_at_utc: chrono::DateTime::<Utc>::from(checked.at)
+            checked_at_utc: chrono::DateTime::<Utc>::from(checked.checked_at)
                 .to_rfc3339_opts(SecondsFormat::Millis, true),
             components: &checked.components,
         }
@@ -42,37 +42,36 @@ impl<'a> Report<'a> {
 }
 
 #[derive(Serialize)]
-struct Ready<'a> {
+struct Ready {
     ready: bool,
     status: super::report::Status,
     timestamp_utc: String,
     /// Components that keep the agent from being ready.
-    waiting_for: Vec<&'a str>,
+    waiting_for: Vec<&'static str>,
 }
 
-pub fn handler(cache: HealthCache, timezone: chrono_tz::Tz) -> Handler {
+/// `loopback_only`: bound to a loopback address, so a `Host` naming anything else is a
+/// DNS-rebinding page, not a local client.
+pub fn handler(health: Arc<Health>, loopback_only: bool) -> Handler {
+    let timezone = health.timezone();
     Arc::new(move |req| {
-        let checked = cache.borrow().clone();
-        match req.uri().path() {
-            "/health/live" => json(
+        if loopback_only && !http_server::loopback_host(&req) {
+            return http_server::foreign_host();
+        }
+        if req.uri().path() == "/health/live" {
+            return json(
                 200,
                 &serde_json::json!({
                     "status": "alive",
                     "version": crate::VERSION,
                     "timestamp_utc": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
                 }),
-            ),
+            );
+        }
+        let checked = health.check();
+        match req.uri().path() {
             "/health/ready" => {
-                let c = &checked.components;
-                let waiting_for = [
-                    ("daemon", c.daemon.status),
-                    ("storage", c.storage.status),
-                    ("supabase", c.supabase.status),
-                ]
-                .into_iter()
-                .filter(|(_, s)| *s != super::report::Status::Healthy)
-                .map(|(name, _)| name)
-                .collect();
+                let waiting_for = checked.components.waiting_for();
                 let body = Ready {
                     ready: checked.ready,
                     status: checked.status,

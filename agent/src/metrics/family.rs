@@ -92,7 +92,8 @@ pub trait Value: Default + Send + Sync + 'static {
     fn write(&self, out: &mut Vec<u8>);
 }
 
-/// A count that only goes up.
+/// A count that only goes up (but for a reset, when the process it counts restarted).
+/// Additions saturate: counts that come from a daemon are not trusted not to overflow.
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
 
@@ -102,7 +103,17 @@ impl Counter {
     }
 
     pub fn inc_by(&self, n: u64) {
-        self.0.fetch_add(n, Relaxed);
+        if n == 0 {
+            return;
+        }
+        let _ = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
+    }
+
+    /// Sets the count: a daemon's running total, or zero when the daemon restarted.
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
     }
 
     pub fn get(&self) -> u64 {
@@ -197,12 +208,64 @@ struct Inner<V> {
     name: String,
     /// `# HELP … \n# TYPE … \n`, written once.
     header: Vec<u8>,
+    labels: LabelNames,
+    /// Keyed by the rendered label pairs.
+    series: RwLock<BTreeMap<Box<str>, Arc<V>>>,
+}
+
+/// A family's label names, and how its label values become the rendered key of a series.
+pub(crate) struct LabelNames {
     /// The positions of the label values, in the order their names are written.
     order: Vec<usize>,
     /// The label names, in that order.
     names: Vec<String>,
-    /// Keyed by the rendered label pairs.
-    series: RwLock<BTreeMap<Box<str>, Arc<V>>>,
+}
+
+impl LabelNames {
+    /// # Panics
+    /// On a label name the text format does not allow: a programming error.
+    pub(crate) fn new(family: &str, labels: &[&str]) -> Self {
+        for label in labels {
+            assert!(
+                valid_name(label, false) && !label.starts_with("__") && *label != "le",
+                "invalid label name {label:?} in {family}"
+            );
+        }
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by_key(|i| labels[*i]);
+        assert!(
+            order.windows(2).all(|w| labels[w[0]] != labels[w[1]]),
+            "duplicate label name in {family}"
+        );
+        Self {
+            names: order.iter().map(|i| labels[*i].to_string()).collect(),
+            order,
+        }
+    }
+
+    /// `a="x",b="y"`: the values (in declaration order) under their names, sorted.
+    ///
+    /// # Panics
+    /// If the number of values is not the number of labels: a programming error.
+    pub(crate) fn key(&self, family: &str, values: &[&str]) -> String {
+        assert_eq!(
+            values.len(),
+            self.order.len(),
+            "{family} takes {} label values",
+            self.order.len()
+        );
+        let mut key = String::with_capacity(
+            values.iter().map(|v| v.len() + 4).sum::<usize>()
+                + self.names.iter().map(String::len).sum::<usize>(),
+        );
+        for (name, at) in self.names.iter().zip(&self.order) {
+            if !key.is_empty() {
+                key.push(',');
+            }
+            push_pair(&mut key, name, values[*at]);
+        }
+        key
+    }
 }
 
 impl<V: Value> Family<V> {
@@ -210,24 +273,11 @@ impl<V: Value> Family<V> {
     /// On a name or label name the text format does not allow: a programming error.
     pub fn new(name: &str, help: &str, labels: &[&str]) -> Self {
         assert!(valid_name(name, true), "invalid metric name {name:?}");
-        for label in labels {
-            assert!(
-                valid_name(label, false) && !label.starts_with("__") && *label != "le",
-                "invalid label name {label:?} in {name}"
-            );
-        }
-        let mut order: Vec<usize> = (0..labels.len()).collect();
-        order.sort_by_key(|i| labels[*i]);
-        assert!(
-            order.windows(2).all(|w| labels[w[0]] != labels[w[1]]),
-            "duplicate label name in {name}"
-        );
         Self {
             inner: Arc::new(Inner {
                 name: name.into(),
                 header: header(name, help, V::TYPE),
-                names: order.iter().map(|i| labels[*i].to_string()).collect(),
-                order,
+                labels: LabelNames::new(name, labels),
                 series: RwLock::new(BTreeMap::new()),
             }),
         }
@@ -282,25 +332,7 @@ impl<V: Value> Family<V> {
     }
 
     fn key(&self, values: &[&str]) -> String {
-        let inner = &self.inner;
-        assert_eq!(
-            values.len(),
-            inner.order.len(),
-            "{} takes {} label values",
-            inner.name,
-            inner.order.len()
-        );
-        let mut key = String::with_capacity(
-            values.iter().map(|v| v.len() + 4).sum::<usize>()
-                + inner.names.iter().map(String::len).sum::<usize>(),
-        );
-        for (name, at) in inner.names.iter().zip(&inner.order) {
-            if !key.is_empty() {
-                key.push(',');
-            }
-            push_pair(&mut key, name, values[*at]);
-        }
-        key
+        self.inner.labels.key(&self.inner.name, values)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Box<str>, Arc<V>>> {
@@ -371,7 +403,7 @@ pub fn push_pair(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
-fn pair(label: &str, value: &str) -> String {
+pub(crate) fn pair(label: &str, value: &str) -> String {
     let mut p = String::with_capacity(label.len() + value.len() + 3);
     push_pair(&mut p, label, value);
     p
@@ -380,7 +412,7 @@ fn pair(label: &str, value: &str) -> String {
 /// Whether rendered label pairs contain `pair` as one of them. A value's own `"` is
 /// always escaped (`\"`), so `="` only ever starts a value: a match that begins the key
 /// or follows a `,` is a whole pair.
-fn has_pair(key: &str, pair: &str) -> bool {
+pub(crate) fn has_pair(key: &str, pair: &str) -> bool {
     key.match_indices(pair).any(|(at, _)| {
         (at == 0 || key.as_bytes()[at - 1] == b',')
             && matches!(key.as_bytes().get(at + pair.len()), None | Some(b','))

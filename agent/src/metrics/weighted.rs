@@ -5,14 +5,16 @@
 //! Prometheus histogram. Its distributions are estimates; the exact counts are the
 //! `_total` counters, which come from the daemon's heartbeats.
 
-use super::family::{header, push_pair, write_float, Render};
-use std::collections::HashMap;
+use super::family::{has_pair, header, pair, push_pair, write_float, LabelNames, Render};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 
-/// One labelled series: cumulative-free bucket counts, total count and sum.
-struct Series {
+/// One labelled series: cumulative-free bucket counts, total count and sum. A caller that
+/// observes it often keeps the handle instead of looking it up by label each time.
+pub struct HistogramSeries {
+    bounds: &'static [f64],
     /// Per bucket (not cumulative), plus one for `+Inf`.
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
@@ -20,41 +22,55 @@ struct Series {
     sum_bits: AtomicU64,
 }
 
-impl Series {
-    fn new(bounds: usize) -> Self {
+impl HistogramSeries {
+    fn new(bounds: &'static [f64]) -> Self {
         Self {
-            buckets: (0..=bounds).map(|_| AtomicU64::new(0)).collect(),
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
             sum_bits: AtomicU64::new(0f64.to_bits()),
         }
     }
+
+    /// Records `weight` occurrences of `value` (in seconds).
+    pub fn observe(&self, value: f64, weight: u32) {
+        if weight == 0 || !value.is_finite() {
+            return;
+        }
+        let bucket = self.bounds.partition_point(|bound| *bound < value);
+        let weight = u64::from(weight);
+        let add = |counter: &AtomicU64| {
+            let _ = counter.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(weight)));
+        };
+        add(&self.buckets[bucket]);
+        add(&self.count);
+        let add = value * weight as f64;
+        let _ = self.sum_bits.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + add).to_bits())
+        });
+    }
 }
 
-/// A histogram family whose label values come from closed vocabularies (`&'static str`),
-/// so the number of series is bounded by construction. Clones share the series: one is
-/// registered, another observes.
+/// A histogram family. Clones share the series: one is registered, another observes.
 #[derive(Clone)]
-pub struct WeightedHistogramVec<const N: usize> {
-    inner: Arc<Family<N>>,
+pub struct WeightedHistogramVec {
+    inner: Arc<Family>,
 }
 
-struct Family<const N: usize> {
+struct Family {
     name: String,
     header: Vec<u8>,
-    /// Label names, and the positions of their values, in the order they are written.
-    labels: Vec<(&'static str, usize)>,
+    labels: LabelNames,
     bounds: &'static [f64],
     /// Each bound as an `le` pair: `le="0.25"`.
     le: Vec<String>,
-    series: RwLock<HashMap<[&'static str; N], Arc<Series>>>,
+    /// Keyed by the rendered label pairs, so a scrape writes them in a stable order.
+    series: RwLock<BTreeMap<Box<str>, Arc<HistogramSeries>>>,
 }
 
-impl<const N: usize> WeightedHistogramVec<N> {
-    pub fn new(name: &str, help: &str, labels: [&'static str; N], bounds: &'static [f64]) -> Self {
+impl WeightedHistogramVec {
+    pub fn new(name: &str, help: &str, labels: &[&str], bounds: &'static [f64]) -> Self {
         debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds ascend");
-        let mut in_order: Vec<(&'static str, usize)> =
-            labels.iter().enumerate().map(|(i, l)| (*l, i)).collect();
-        in_order.sort_unstable();
         let le = |bound: String| {
             let mut pair = String::new();
             push_pair(&mut pair, "le", &bound);
@@ -64,41 +80,27 @@ impl<const N: usize> WeightedHistogramVec<N> {
             inner: Arc::new(Family {
                 name: name.into(),
                 header: header(name, help, "histogram"),
-                labels: in_order,
+                labels: LabelNames::new(name, labels),
                 bounds,
                 le: bounds
                     .iter()
                     .map(|b| le(b.to_string()))
                     .chain([le("+Inf".into())])
                     .collect(),
-                series: RwLock::new(HashMap::new()),
+                series: RwLock::new(BTreeMap::new()),
             }),
         }
     }
 
-    /// Records `weight` occurrences of `value` (in seconds).
-    pub fn observe(&self, values: [&'static str; N], value: f64, weight: u32) {
-        if weight == 0 || !value.is_finite() {
-            return;
-        }
-        let series = self.series(values);
-        let bucket = self.inner.bounds.partition_point(|bound| *bound < value);
-        let weight = u64::from(weight);
-        series.buckets[bucket].fetch_add(weight, Relaxed);
-        series.count.fetch_add(weight, Relaxed);
-        let add = value * weight as f64;
-        let _ = series.sum_bits.fetch_update(Relaxed, Relaxed, |bits| {
-            Some((f64::from_bits(bits) + add).to_bits())
-        });
-    }
-
-    fn series(&self, values: [&'static str; N]) -> Arc<Series> {
+    /// The series with these label values (in declaration order), created if new.
+    pub fn series(&self, values: &[&str]) -> Arc<HistogramSeries> {
         let family = &self.inner;
+        let key = family.labels.key(&family.name, values);
         if let Some(found) = family
             .series
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&values)
+            .get(key.as_str())
         {
             return found.clone();
         }
@@ -106,9 +108,26 @@ impl<const N: usize> WeightedHistogramVec<N> {
             .series
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(values)
-            .or_insert_with(|| Arc::new(Series::new(family.bounds.len())))
+            .entry(key.into_boxed_str())
+            .or_insert_with(|| Arc::new(HistogramSeries::new(family.bounds)))
             .clone()
+    }
+
+    /// Records `weight` occurrences of `value` under these label values.
+    pub fn observe(&self, values: &[&str], value: f64, weight: u32) {
+        if weight > 0 && value.is_finite() {
+            self.series(values).observe(value, weight);
+        }
+    }
+
+    /// Removes every series whose `label` is `value`.
+    pub fn remove_matching(&self, label: &str, value: &str) {
+        let pair = pair(label, value);
+        self.inner
+            .series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| !has_pair(key, &pair));
     }
 
     /// Number of label sets seen.
@@ -125,49 +144,33 @@ impl<const N: usize> WeightedHistogramVec<N> {
     }
 }
 
-impl<const N: usize> Render for WeightedHistogramVec<N> {
+impl Render for WeightedHistogramVec {
     fn name(&self) -> &str {
         &self.inner.name
     }
 
     fn render(&self, out: &mut Vec<u8>) {
         let family = &self.inner;
-        let mut series: Vec<([&'static str; N], Arc<Series>)> = family
-            .series
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(values, s)| (*values, s.clone()))
-            .collect();
+        let series = family.series.read().unwrap_or_else(|e| e.into_inner());
         if series.is_empty() {
             return;
         }
-        // A stable order, so that scrapes diff cleanly.
-        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out.extend_from_slice(&family.header);
         let name = family.name.as_bytes();
-        let mut labels = String::new();
-        for (values, s) in &series {
-            labels.clear();
-            for (label, at) in &family.labels {
-                if !labels.is_empty() {
-                    labels.push(',');
-                }
-                push_pair(&mut labels, label, values[*at]);
-            }
-            let mut cumulative = 0;
+        for (labels, s) in series.iter() {
+            let mut cumulative: u64 = 0;
             for (n, le) in s.buckets.iter().zip(&family.le) {
-                cumulative += n.load(Relaxed);
-                sample_start(out, name, b"_bucket", &labels, le);
+                cumulative = cumulative.saturating_add(n.load(Relaxed));
+                sample_start(out, name, b"_bucket", labels, le);
                 out.extend_from_slice(itoa::Buffer::new().format(cumulative).as_bytes());
                 out.push(b'\n');
             }
             // Read after the buckets, so `count` is never below the last bucket.
             let count = s.count.load(Relaxed).max(cumulative);
-            sample_start(out, name, b"_sum", &labels, "");
+            sample_start(out, name, b"_sum", labels, "");
             write_float(out, f64::from_bits(s.sum_bits.load(Relaxed)));
             out.push(b'\n');
-            sample_start(out, name, b"_count", &labels, "");
+            sample_start(out, name, b"_count", labels, "");
             out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes());
             out.push(b'\n');
         }
@@ -197,11 +200,11 @@ mod tests {
 
     #[test]
     fn a_weighted_observation_counts_as_many() {
-        let h = WeightedHistogramVec::new("t_seconds", "test", ["kind"], &[0.1, 1.0]);
-        h.observe(["a"], 0.05, 10);
-        h.observe(["a"], 0.5, 1);
-        h.observe(["a"], 5.0, 2);
-        h.observe(["b"], f64::NAN, 3);
+        let h = WeightedHistogramVec::new("t_seconds", "test", &["kind"], &[0.1, 1.0]);
+        h.observe(&["a"], 0.05, 10);
+        h.series(&["a"]).observe(0.5, 1);
+        h.observe(&["a"], 5.0, 2);
+        h.observe(&["b"], f64::NAN, 3);
         let registry = Registry::new();
         registry.register(h.clone());
         let text = String::from_utf8(registry.render()).unwrap();
@@ -216,6 +219,8 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("kind=\"b\""), "a NaN is not recorded");
+        h.remove_matching("kind", "a");
+        assert!(h.is_empty());
     }
 
     /// Observed one at a time, it writes what the prometheus crate's histogram writes.
@@ -223,7 +228,7 @@ mod tests {
     fn writes_what_the_prometheus_crate_writes() {
         use prometheus::{Encoder, TextEncoder};
         const BOUNDS: &[f64] = &[0.0005, 0.01, 0.25, 1.0, 300.0];
-        let ours = WeightedHistogramVec::new("t_seconds", "Latency.", ["zone", "kind"], BOUNDS);
+        let ours = WeightedHistogramVec::new("t_seconds", "Latency.", &["zone", "kind"], BOUNDS);
         let theirs = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new("t_seconds", "Latency.").buckets(BOUNDS.to_vec()),
             &["zone", "kind"],
@@ -234,7 +239,7 @@ mod tests {
             .enumerate()
         {
             let labels = [["eu", "chat"], ["us", "version"]][i % 2];
-            ours.observe(labels, *value, 1);
+            ours.observe(&labels, *value, 1);
             theirs.with_label_values(&labels).observe(*value);
         }
         let registry = Registry::new();

@@ -41,13 +41,15 @@ pub fn provider_setting(provider: Provider) -> &'static str {
     match provider {
         Provider::Kimi => "EXAI_WS_KIMI_MAX_INFLIGHT",
         Provider::Glm => "EXAI_WS_GLM_MAX_INFLIGHT",
+        // The wire's fallback: this daemon calls no such provider.
+        Provider::Other => "EXAI_WS_GLOBAL_MAX_INFLIGHT",
     }
 }
 
 impl InflightLimits {
     pub fn new(global: usize, kimi: usize, glm: usize, max_wait: Duration) -> Self {
         let sem = |n: usize| (Arc::new(Semaphore::new(n)), n);
-        let mut per_provider = [sem(0), sem(0)];
+        let mut per_provider = [sem(0), sem(0), sem(0)];
         per_provider[Provider::Kimi.index()] = sem(kimi);
         per_provider[Provider::Glm.index()] = sem(glm);
         Self {

@@ -4,7 +4,7 @@
 pub mod memory;
 pub mod redis;
 
-use exai_proto::StorageBackend;
+use exai_proto::{StorageBackend, StorageErrorKind};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,8 @@ pub enum StorageError {
     #[error("{backend} storage unavailable: {message}")]
     Unavailable {
         backend: StorageBackend,
+        /// What the failure was, for the heartbeat's view of storage.
+        kind: StorageErrorKind,
         message: String,
     },
     #[error("{backend} storage did not answer within {millis} ms")]
@@ -46,6 +48,17 @@ pub enum StorageError {
     },
     #[error("stored thread is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl StorageError {
+    /// What the failure was, as the heartbeat reports it.
+    pub fn kind(&self) -> StorageErrorKind {
+        match self {
+            StorageError::Unavailable { kind, .. } => *kind,
+            StorageError::Timeout { .. } => StorageErrorKind::Timeout,
+            StorageError::Corrupt(_) => StorageErrorKind::Other,
+        }
+    }
 }
 
 /// Whether a backend answers, for the `status` tool.

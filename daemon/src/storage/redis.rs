@@ -17,7 +17,7 @@
 
 use super::{ConversationStore, StorageError, StoreHealth, Thread};
 use crate::config::redact_url;
-use exai_proto::StorageBackend;
+use exai_proto::{StorageBackend, StorageErrorKind};
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +32,9 @@ pub const KEY_PREFIX: &str = "exai:thread:";
 /// How often the probe pings while Redis is unreachable: the longest a recovered Redis
 /// goes unnoticed.
 const PROBE_WHILE_DOWN: Duration = Duration::from_millis(500);
-/// How often it pings while Redis answers, to notice a silent loss without traffic.
-const PROBE_WHILE_UP: Duration = Duration::from_secs(5);
+/// How often it pings while Redis answers, to notice a silent loss without traffic: the
+/// heartbeat reports Redis to the agent once a second, so about as often.
+const PROBE_WHILE_UP: Duration = Duration::from_secs(1);
 
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -46,7 +47,7 @@ struct Health {
     /// Optimistic at start: the first operation tries the lazy connection itself.
     reachable: AtomicBool,
     /// Why Redis was last found unreachable, for the fast failures and `status`.
-    last_error: Mutex<String>,
+    last_error: Mutex<(StorageErrorKind, String)>,
     /// Wakes the probe as soon as an operation sees Redis go away.
     lost: Notify,
     /// The URL without its password, for log lines.
@@ -60,17 +61,17 @@ impl Health {
         }
     }
 
-    fn down(&self, why: String) {
+    fn down(&self, kind: StorageErrorKind, why: String) {
         let was_up = self.reachable.swap(false, Ordering::AcqRel);
         if was_up {
             tracing::warn!(url = %self.shown_url, error = %why,
                 "Redis unreachable; chats answer without history until it is back");
             self.lost.notify_one();
         }
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = (kind, why);
     }
 
-    fn last_error(&self) -> String {
+    fn last_error(&self) -> (StorageErrorKind, String) {
         self.last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -90,6 +91,7 @@ impl RedisStore {
         let shown_url = redact_url(url);
         let unavailable = |message: String| StorageError::Unavailable {
             backend: StorageBackend::Redis,
+            kind: StorageErrorKind::Other,
             message,
         };
         let client = redis::Client::open(url)
@@ -104,7 +106,7 @@ impl RedisStore {
             .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}: {e}")))?;
         let health = Arc::new(Health {
             reachable: AtomicBool::new(true),
-            last_error: Mutex::new(String::new()),
+            last_error: Mutex::new((StorageErrorKind::None, String::new())),
             lost: Notify::new(),
             shown_url,
         });
@@ -127,22 +129,39 @@ impl RedisStore {
         if self.health.reachable.load(Ordering::Acquire) {
             return Ok(());
         }
+        let (kind, message) = self.health.last_error();
         Err(StorageError::Unavailable {
             backend: StorageBackend::Redis,
-            message: self.health.last_error(),
+            kind,
+            message,
         })
     }
 
     /// Classifies a failed command; a lost or silent connection marks Redis unreachable.
     fn failed(&self, e: redis::RedisError) -> StorageError {
-        let message = describe(&e);
+        let (kind, message) = (classify(&e), describe(&e));
         if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-            self.health.down(message.clone());
+            self.health.down(kind, message.clone());
         }
         StorageError::Unavailable {
             backend: StorageBackend::Redis,
+            kind,
             message,
         }
+    }
+}
+
+fn classify(e: &redis::RedisError) -> StorageErrorKind {
+    if e.is_timeout() {
+        StorageErrorKind::Timeout
+    } else if e.is_connection_refusal() {
+        StorageErrorKind::ConnectionRefused
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        StorageErrorKind::Auth
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        StorageErrorKind::Connection
+    } else {
+        StorageErrorKind::Other
     }
 }
 
@@ -207,7 +226,7 @@ impl ConversationStore for RedisStore {
         let reachable = self.health.reachable.load(Ordering::Acquire);
         StoreHealth {
             reachable,
-            error: (!reachable).then(|| self.health.last_error()),
+            error: (!reachable).then(|| self.health.last_error().1),
         }
     }
 }
@@ -225,16 +244,16 @@ async fn probe(conn: ConnectionManager, health: Arc<Health>, cancel: Cancellatio
             }
             Ok(_) => health.up(),
             Err(e) => {
-                let why = describe(&e);
+                let (kind, why) = (classify(&e), describe(&e));
                 if first {
                     // A chat may have found out first and said so already.
                     if health.reachable.swap(false, Ordering::AcqRel) {
                         tracing::warn!(url = %health.shown_url, error = %why,
                             "Redis unreachable at start; chats answer without history until it is up");
                     }
-                    *health.last_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+                    *health.last_error.lock().unwrap_or_else(|e| e.into_inner()) = (kind, why);
                 } else {
-                    health.down(why);
+                    health.down(kind, why);
                 }
             }
         }

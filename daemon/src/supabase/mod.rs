@@ -12,6 +12,7 @@ pub mod uploader;
 use crate::config::SupabaseConfig;
 use crate::storage::Turn;
 use crate::EventEmitter;
+use exai_proto::{SupabaseResult, SupabaseView};
 use postgrest::{Failure, PostgrestClient};
 use record::TurnRecord;
 use spool::{Spool, SpoolError, SpoolStats};
@@ -40,19 +41,27 @@ pub struct Persistence {
     started: std::time::Instant,
 }
 
-/// What `status` shows about uploads.
+/// What `status` and the heartbeat show about uploads.
 #[derive(Debug, Default)]
 pub struct UploadState {
     /// Records Supabase acknowledged since start.
     uploaded: AtomicU64,
     /// The failure that pauses uploads now, if any.
     failing: Mutex<Option<String>>,
+    /// The last request's outcome, its HTTP status (0: none) and when, for the heartbeat.
+    last: Mutex<Option<(SupabaseResult, u16, std::time::Instant)>>,
 }
 
 impl UploadState {
     fn resumed(&self, records: u64) {
         self.uploaded.fetch_add(records, Relaxed);
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// One request to Supabase got this answer.
+    fn answered(&self, answer: &postgrest::Answer) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((answer.result, answer.status, std::time::Instant::now()));
     }
 
     fn failed(&self, failure: &Failure) {
@@ -178,6 +187,24 @@ impl Persistence {
             self.refusals_unlogged.fetch_sub(unlogged, Relaxed);
             tracing::error!(error = %e, refused_turns = unlogged, total_refused = self.spool.stats().refused,
                 "Supabase spool refused a chat turn: it will not reach Supabase (the chat was answered)");
+        }
+    }
+
+    /// Persistence as the heartbeat reports it.
+    pub fn view(&self) -> SupabaseView {
+        let spool = self.spool.stats();
+        let last = *self.uploads.last.lock().unwrap_or_else(|e| e.into_inner());
+        SupabaseView {
+            enabled: true,
+            last_upload: last.map(|(result, _, _)| result),
+            last_http_status: last.map_or(0, |(_, status, _)| status),
+            last_upload_ms_ago: last.map_or(u64::MAX, |(_, _, at)| at.elapsed().as_millis() as u64),
+            spool_depth: spool.depth,
+            spool_bytes: spool.bytes,
+            refused_turns: spool.refused,
+            write_timeouts: 0,
+            dead_letters: 0,
+            damaged_records: 0,
         }
     }
 

@@ -105,7 +105,7 @@ impl Uploader {
             }
             linger = batch.payloads.len() < batch_records;
             let records = batch.payloads.len() as u64;
-            match upload(&client, &emitter, &batch).await {
+            match upload(&client, &emitter, &state, &batch).await {
                 Ok(()) => {
                     if trouble.failures > 0 {
                         tracing::info!(
@@ -205,6 +205,7 @@ fn warn(failure: &Failure, pause: Duration, waiting: u64) {
 async fn upload(
     client: &PostgrestClient,
     emitter: &EventEmitter,
+    state: &UploadState,
     batch: &Batch,
 ) -> Result<(), Failure> {
     let Some((conversations, messages)) = bodies(&batch.payloads) else {
@@ -216,6 +217,7 @@ async fn upload(
     ] {
         let answer = client.upsert(table, body).await;
         count(emitter, table, &answer);
+        state.answered(&answer);
         if let Some(failure) = answer.failure {
             return Err(failure);
         }

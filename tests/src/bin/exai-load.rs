@@ -1,8 +1,15 @@
-//! exai-load: opens N WebSocket MCP sessions to a daemon and calls a tool on all of them
-//! at once, then prints calls/s and latency percentiles.
+//! exai-load: opens N MCP sessions to a daemon and calls a tool on all of them at once,
+//! then prints calls/s and latency percentiles.
 //!
 //!   exai-load [--url ws://127.0.0.1:8079/mcp] [--sessions 32] [--tool version|chat]
 //!             [--duration 10] [--warmup 2] [--rate 0] [--token T] [--hold] [--continue]
+//!
+//! `--cpu-pid PID` adds the CPU time that process used while calls were recorded, per call
+//! (`cpu_us_per_call`): what one call costs the server, from /proc.
+//!
+//! A `ws://` URL opens WebSocket sessions; an `http://` URL opens Streamable HTTP sessions,
+//! each on its own keep-alive connection, accepting either response kind (JSON or SSE) as
+//! the MCP SDKs do.
 //!
 //! --rate N paces all sessions together at N calls/s (0: as fast as each session can go,
 //! one call in flight per session). Latency is measured from when a call was due, so a
@@ -34,6 +41,8 @@ struct Options {
     token: Option<String>,
     hold: bool,
     continue_conversation: bool,
+    /// The server's pid, to report its CPU time per call.
+    cpu_pid: Option<u32>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -49,6 +58,7 @@ fn parse() -> Result<Options, String> {
             .filter(|t| !t.is_empty()),
         hold: false,
         continue_conversation: false,
+        cpu_pid: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -61,7 +71,7 @@ fn parse() -> Result<Options, String> {
             continue;
         }
         if flag == "--help" || flag == "-h" {
-            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--hold] [--continue]".into());
+            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--cpu-pid PID] [--hold] [--continue]".into());
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag}={value:?}: expected {what}");
@@ -77,6 +87,7 @@ fn parse() -> Result<Options, String> {
             }
             "--rate" => o.rate = value.parse().map_err(|_| bad("calls per second"))?,
             "--token" => o.token = Some(value),
+            "--cpu-pid" => o.cpu_pid = Some(value.parse().map_err(|_| bad("a pid"))?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -88,6 +99,155 @@ fn parse() -> Result<Options, String> {
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One MCP session, over either transport.
+enum Session {
+    Ws(Ws),
+    Http(HttpSession),
+}
+
+impl Session {
+    async fn open(o: &Options) -> Result<Self, String> {
+        if o.url.starts_with("http://") {
+            HttpSession::open(o).await.map(Session::Http)
+        } else {
+            open(o).await.map(Session::Ws)
+        }
+    }
+
+    /// Sends `call` (a request with `id`) and waits for its response; `Ok(true)` when it
+    /// is an error or `isError`.
+    async fn call(&mut self, call: String, id: u64) -> Result<bool, String> {
+        match self {
+            Session::Ws(ws) => {
+                ws.send(Message::text(call))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                response(ws, id).await
+            }
+            Session::Http(http) => {
+                let body = http.post(call).await?.1;
+                match_response(&body, id)
+                    .ok_or_else(|| format!("no response with id {id} in {body:?}"))
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Session::Ws(mut ws) => {
+                let _ = ws.close(None).await;
+            }
+            Session::Http(http) => http.close().await,
+        }
+    }
+}
+
+/// A Streamable HTTP session on one keep-alive connection.
+struct HttpSession {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    authority: String,
+    path: String,
+    session_id: String,
+    token: Option<String>,
+}
+
+impl HttpSession {
+    async fn open(o: &Options) -> Result<Self, String> {
+        let rest = o.url.trim_start_matches("http://");
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (rest[..at].to_string(), rest[at..].to_string()),
+            None => (rest.to_string(), "/".to_string()),
+        };
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut session = Self {
+            sender,
+            authority,
+            path,
+            session_id: String::new(),
+            token: o.token.clone(),
+        };
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "exai-load", "version": "0"}}});
+        let (headers, body) = session.post(init.to_string()).await?;
+        session.session_id = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("no Mcp-Session-Id in the answer to initialize: {body}"))?
+            .to_string();
+        session
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string())
+            .await?;
+        Ok(session)
+    }
+
+    /// POSTs one message; the answer's headers and whole body (JSON, or an SSE stream
+    /// that ends with the response).
+    async fn post(&mut self, body: String) -> Result<(hyper::HeaderMap, String), String> {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::post(&self.path)
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if !self.session_id.is_empty() {
+            request = request.header("mcp-session-id", &self.session_id);
+        }
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        Ok((headers, text))
+    }
+
+    async fn close(mut self) {
+        let request = hyper::Request::delete(&self.path)
+            .header("host", &self.authority)
+            .header("mcp-session-id", &self.session_id)
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()));
+        if let Ok(request) = request {
+            if self.sender.ready().await.is_ok() {
+                let _ = self.sender.send_request(request).await;
+            }
+        }
+    }
+}
+
+/// Whether `text` holds the response with `id`, and if so whether it is an error.
+fn match_response(text: &str, id: u64) -> Option<bool> {
+    let wanted = format!("\"id\":{id},");
+    let wanted_last = format!("\"id\":{id}}}");
+    (text.contains(&wanted) || text.contains(&wanted_last))
+        .then(|| text.contains("\"error\":") || text.contains("\"isError\":true"))
+}
 
 async fn open(o: &Options) -> Result<Ws, String> {
     let mut request = o
@@ -147,7 +307,7 @@ struct Tally {
 
 async fn session(
     o: Arc<Options>,
-    mut ws: Ws,
+    mut conn: Session,
     tally: Arc<Tally>,
     recording: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -181,11 +341,7 @@ async fn session(
             due = Instant::now();
         }
         let call = format!(r#"{{"jsonrpc":"2.0","id":{id}{rest}"#);
-        if ws.send(Message::text(call)).await.is_err() {
-            errors += 1;
-            break;
-        }
-        let failed = match response(&mut ws, id).await {
+        let failed = match conn.call(call, id).await {
             Ok(failed) => failed,
             Err(_) => {
                 errors += 1;
@@ -205,14 +361,14 @@ async fn session(
     tally.calls.fetch_add(calls, Relaxed);
     tally.errors.fetch_add(errors, Relaxed);
     let _ = tally.latency.lock().map(|mut h| h.add(&local));
-    let _ = ws.close(None).await;
+    conn.close().await;
 }
 
 async fn run(o: Options) -> Result<Value, String> {
     let o = Arc::new(o);
     let mut sockets = Vec::with_capacity(o.sessions);
     for _ in 0..o.sessions {
-        sockets.push(open(&o).await?);
+        sockets.push(Session::open(&o).await?);
     }
     if o.hold {
         tokio::time::sleep(o.duration).await;
@@ -230,10 +386,10 @@ async fn run(o: Options) -> Result<Value, String> {
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
-        .map(|(i, ws)| {
+        .map(|(i, conn)| {
             tokio::spawn(session(
                 o.clone(),
-                ws,
+                conn,
                 tally.clone(),
                 recording.clone(),
                 stop.clone(),
@@ -242,11 +398,16 @@ async fn run(o: Options) -> Result<Value, String> {
         })
         .collect();
     tokio::time::sleep(o.warmup).await;
+    let cpu_before = o.cpu_pid.map(cpu_time).transpose()?;
     recording.store(true, Relaxed);
     let started = Instant::now();
     tokio::time::sleep(o.duration).await;
     recording.store(false, Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_used = match (o.cpu_pid, cpu_before) {
+        (Some(pid), Some(before)) => Some(cpu_time(pid)?.saturating_sub(before)),
+        _ => None,
+    };
     stop.store(true, Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -254,11 +415,35 @@ async fn run(o: Options) -> Result<Value, String> {
     let h = tally.latency.lock().map_err(|_| "poisoned")?.clone();
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let calls = tally.calls.load(Relaxed);
+    let cpu_us_per_call = cpu_used.map(|cpu| cpu.as_secs_f64() * 1e6 / calls.max(1) as f64);
     Ok(json!({
+        "transport": if o.url.starts_with("http://") { "http" } else { "websocket" },
+        "cpu_us_per_call": cpu_us_per_call,
         "tool": o.tool, "sessions": o.sessions, "rate_target": o.rate, "seconds": elapsed,
         "calls": calls, "errors": tally.errors.load(Relaxed), "calls_per_s": calls as f64 / elapsed,
         "p50_ms": ms(0.50), "p90_ms": ms(0.90), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
     }))
+}
+
+/// CPU time (user and system) `pid` has used, from /proc/PID/stat.
+fn cpu_time(pid: u32) -> Result<Duration, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // The command name may hold spaces: fields count from after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let hz = 100.0; // USER_HZ, 100 on Linux
+    Ok(Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz))
 }
 
 fn main() -> ExitCode {

@@ -15,12 +15,13 @@
 //! stderr every `--report-every` seconds; a JSON summary goes to stdout at the end.
 
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
-use exai_daemon::{EventEmitter, ModelSlot, Recorded, Totals};
+use exai_daemon::views::NoDependencies;
+use exai_daemon::{EventEmitter, ModelSlot, Recorded, TokenCounts, Totals};
 use exai_proto::event::*;
-use exai_proto::{CorrelationId, SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
+use exai_proto::{CorrelationId, ModelEntry, SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -243,24 +244,34 @@ fn chat(d: &Daemon, rng: &mut Rng, correlation: &CorrelationId, out: &mut Outcom
     let latency_us = 200_000 + rng.below(30_000_000);
     let ttft_us = (status == CallStatus::Success).then(|| 50_000 + rng.below(3_000_000));
     let (input_tokens, output_tokens) = (100 + rng.below(4000) as u32, rng.below(2000) as u32);
+    // Thinking models spend part of their output reasoning before the first answer token.
+    let reasoning_tokens = output_tokens / 2;
+    let cached_tokens = input_tokens / 4;
     t.provider_call(
         d.slots[i],
         status,
-        u64::from(input_tokens),
-        u64::from(output_tokens),
+        TokenCounts {
+            input: u64::from(input_tokens),
+            output: u64::from(output_tokens),
+            reasoning: u64::from(reasoning_tokens),
+            cached: u64::from(cached_tokens),
+        },
     );
     out.add(e.record(SampleClass::ProviderCalls, correlation, || {
-        EventKind::ProviderCall {
+        EventKind::ProviderCall(ProviderCall {
             provider,
             model: ModelName::new(model),
             status,
             latency_us,
             ttft_us,
+            ttfa_us: ttft_us.map(|us| us + latency_us / 4),
             input_tokens,
             output_tokens,
+            reasoning_tokens,
+            cached_tokens,
             attempts: 1 + u8::from(status == CallStatus::RateLimited),
             bytes: output_tokens * 4,
-        }
+        })
     }));
     if status == CallStatus::Success {
         let write = rng.pick(&[
@@ -306,7 +317,7 @@ fn storage(
     let latency_us = match (backend, result) {
         (_, StorageResult::Timeout) => 1_000_000,
         (StorageBackend::Memory, _) => 2 + rng.below(20),
-        (StorageBackend::Redis, _) => 80 + rng.below(900),
+        (_, _) => 80 + rng.below(900),
     };
     d.emitter.totals().storage(op, backend, result);
     let class = match op {
@@ -409,13 +420,23 @@ fn run(o: Options) -> Result<serde_json::Value, String> {
             .map(|(p, m)| totals.model_slot(*p, m))
             .collect();
         let emitter = EventEmitter::new(SamplingPolicy::default(), queue, totals);
+        emitter.announce_models(
+            MODELS[..MODELS.len() - 1]
+                .iter()
+                .map(|(provider, name)| ModelEntry {
+                    provider: *provider,
+                    name: ModelName::new(name),
+                })
+                .collect(),
+        );
         let mut config = WriterConfig::new(o.socket.clone());
         // Hundreds of writers each waking every 5 ms would cost this process a core.
         config.idle_tick =
             (config.idle_tick * (o.daemons as u32 / 8).max(1)).min(Duration::from_millis(100));
         writers.push(runtime.spawn(pipe_writer::run(
             emitter.clone(),
-            DaemonIdentity::current(),
+            DaemonIdentity::current(format!("load-{i}")),
+            Arc::new(NoDependencies),
             config,
             cancel.child_token(),
         )));
