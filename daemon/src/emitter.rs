@@ -145,8 +145,12 @@ impl EventEmitter {
         self.record(class, &NO_CORRELATION, make)
     }
 
-    /// Moves up to `max` queued events into `out`, oldest first; returns how many. The
-    /// pipe writer is the one consumer in the daemon.
+    /// The oldest queued event. The pipe writer is the one consumer in the daemon.
+    pub(crate) fn pop(&self) -> Option<Event> {
+        self.shared.queue.pop()
+    }
+
+    /// Moves up to `max` queued events into `out`, oldest first; returns how many.
     pub fn drain_into(&self, out: &mut Vec<Event>, max: usize) -> usize {
         let mut n = 0;
         while n < max {

@@ -5,7 +5,7 @@
 use crate::emitter::{EventEmitter, Shared};
 use crate::process_stats::ProcessSampler;
 use crate::views::DependencyViews;
-use exai_proto::frame::{self, MAX_EVENTS_PER_BATCH};
+use exai_proto::frame::{self, BatchEncoder, MAX_EVENTS_PER_BATCH};
 use exai_proto::heartbeat::{DropReason, Heartbeat, PipeStats};
 use exai_proto::{AckDecoder, CorrelationId, Event, EventKind, Hello, InlineStr};
 use interprocess::local_socket::tokio::{prelude::*, Stream};
@@ -113,7 +113,13 @@ struct Writer {
     next_heartbeat: Instant,
     /// Whether the last connection attempt failed, so a down agent is logged once.
     reported_down: bool,
-    batch: Vec<Event>,
+    /// The batch being filled, encoded into `wire` as each event leaves the queue (no
+    /// second copy of it); `None` while no agent is connected, when events are only counted.
+    frame: Option<BatchEncoder>,
+    /// Events taken for the next [`Self::ship`].
+    pending: u64,
+    /// Whether the last of them is a heartbeat.
+    pending_heartbeat: bool,
     wire: Vec<u8>,
     process: ProcessSampler,
 }
@@ -138,7 +144,9 @@ impl Writer {
             next_attempt: now,
             next_heartbeat: now,
             reported_down: false,
-            batch: Vec::with_capacity(MAX_EVENTS_PER_BATCH + 1),
+            frame: None,
+            pending: 0,
+            pending_heartbeat: false,
             wire: Vec::with_capacity(1 << 16),
             process: ProcessSampler::new(),
         }
@@ -260,37 +268,65 @@ impl Writer {
         self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
     }
 
-    /// Moves up to one batch of events from the queue; adds a heartbeat when one is due
-    /// and an agent is there to receive it. Returns how many events were drained.
+    /// Moves up to one batch of events from the queue into the next frame; adds the
+    /// catalogue when it changed and a heartbeat when one is due, if an agent is there to
+    /// receive them. Returns how many events were drained from the queue.
     fn drain(&mut self) -> usize {
-        self.batch.clear();
-        let drained = self
-            .emitter
-            .drain_into(&mut self.batch, MAX_EVENTS_PER_BATCH);
+        self.wire.clear();
+        self.pending = 0;
+        self.pending_heartbeat = false;
+        self.frame = None;
+        let mut frame = self.link.is_some().then(|| {
+            let first_seq = self.shared().writer.next_seq.load(Relaxed);
+            BatchEncoder::begin(&mut self.wire, first_seq)
+        });
+        let mut drained = 0;
+        while drained < MAX_EVENTS_PER_BATCH {
+            let Some(event) = self.emitter.pop() else {
+                break;
+            };
+            if let Some(frame) = &mut frame {
+                frame.push(&mut self.wire, &event);
+            }
+            drained += 1;
+        }
         self.shared()
             .writer
             .accepted
             .fetch_add(drained as u64, Relaxed);
-        if self.link.is_some() {
+        self.pending = drained as u64;
+        if let Some(mut frame) = frame {
             let catalogue = self.emitter.catalogue();
             if catalogue.generation != self.catalogue_sent {
                 self.catalogue_sent = catalogue.generation;
-                self.batch.push(Event {
-                    at_unix_us: crate::clock::now_unix_us(),
-                    correlation: CorrelationId::empty(),
-                    weight: 1,
-                    kind: EventKind::Catalogue {
-                        models: catalogue.models.clone(),
+                self.push(
+                    &mut frame,
+                    &Event {
+                        at_unix_us: crate::clock::now_unix_us(),
+                        correlation: CorrelationId::empty(),
+                        weight: 1,
+                        kind: EventKind::Catalogue {
+                            models: catalogue.models.clone(),
+                        },
                     },
-                });
+                );
             }
-        }
-        if self.link.is_some() && Instant::now() >= self.next_heartbeat {
-            self.next_heartbeat = Instant::now() + self.config.heartbeat_every;
-            let heartbeat = self.heartbeat();
-            self.batch.push(heartbeat);
+            if Instant::now() >= self.next_heartbeat {
+                self.next_heartbeat = Instant::now() + self.config.heartbeat_every;
+                let heartbeat = self.heartbeat();
+                self.push(&mut frame, &heartbeat);
+                self.pending_heartbeat = true;
+            }
+            self.frame = Some(frame);
         }
         drained
+    }
+
+    /// Adds an event of the writer's own (catalogue, heartbeat) to the frame.
+    fn push(&mut self, frame: &mut BatchEncoder, event: &Event) {
+        frame.push(&mut self.wire, event);
+        self.pending += 1;
+        self.pending_heartbeat = false;
     }
 
     fn heartbeat(&mut self) -> Event {
@@ -322,18 +358,18 @@ impl Writer {
 
     /// Writes the batch as one frame, or counts it dropped with the reason.
     async fn ship(&mut self) {
-        if self.batch.is_empty() {
+        let n = std::mem::take(&mut self.pending);
+        let frame = self.frame.take();
+        if n == 0 {
             return;
         }
-        let n = self.batch.len() as u64;
-        let Some(link) = self.link.as_mut() else {
+        let (Some(link), Some(frame)) = (self.link.as_mut(), frame) else {
             self.count_dropped(DropReason::Disconnected, n);
             return;
         };
         let w = &self.emitter.shared().writer;
         let first_seq = w.next_seq.load(Relaxed);
-        self.wire.clear();
-        if let Err(e) = frame::encode_batch(first_seq, &self.batch, &mut self.wire) {
+        if let Err(e) = frame.finish(&mut self.wire) {
             warn!(error = %e, events = n, "batch too large to send; dropped");
             self.count_dropped(DropReason::WriteError, n);
             return;
@@ -372,19 +408,19 @@ impl Writer {
         if self.link.is_none() {
             // Nobody to send them to: count what is left, like any other drop.
             while self.drain() > 0 {
-                self.count_dropped(DropReason::Disconnected, self.batch.len() as u64);
+                self.count_dropped(DropReason::Disconnected, self.pending);
             }
             return;
         }
         loop {
             let drained = self.drain();
             if drained < MAX_EVENTS_PER_BATCH {
-                self.next_heartbeat = Instant::now();
-                if self.link.is_some()
-                    && !matches!(self.batch.last(), Some(e) if matches!(e.kind, EventKind::Heartbeat(_)))
-                {
-                    let heartbeat = self.heartbeat();
-                    self.batch.push(heartbeat);
+                if !self.pending_heartbeat {
+                    if let Some(mut frame) = self.frame.take() {
+                        let heartbeat = self.heartbeat();
+                        self.push(&mut frame, &heartbeat);
+                        self.frame = Some(frame);
+                    }
                 }
                 self.ship().await;
                 break;

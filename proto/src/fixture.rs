@@ -84,7 +84,7 @@ pub fn newer_daemon(instance_id: &str, name: &str, first_seq: u64) -> NewerDaemo
     };
     let _ = encode_frame(&mut wire, |w| {
         w.primitive(first_seq);
-        w.primitive(5u64);
+        w.raw(&5u32.to_le_bytes());
         // A request for a tool and with a status this version does not know, and a field
         // appended to the event.
         w.primitive(crate::EventLabel::McpRequest.index() as u8);

@@ -6,7 +6,8 @@
 //!   frame bounds it). The fixed prefix lets an agent name a version it does not speak
 //!   instead of failing to decode. At most [`MAX_HELLO_LEN`] bytes.
 //! - Every later daemon frame is a batch: the first event's sequence number, the number of
-//!   events, then each event (its kind's tag and its record). Event `i` of a batch has
+//!   events (a little-endian `u32`, so a sender can fill it in last), then each event (its
+//!   kind's tag and its record). Event `i` of a batch has
 //!   sequence number `first_seq + i`, so the agent counts losses from gaps; an event of a
 //!   kind the agent does not know still takes its number.
 //! - The agent answers with acknowledgements: the next sequence number it expects, meaning
@@ -126,11 +127,66 @@ pub fn encode_hello_as_version(version: u16, hello: &Hello, out: &mut Vec<u8>) {
 /// Appends a batch frame to `out`. Fails, leaving `out` as it was, when the encoded batch
 /// would exceed [`MAX_FRAME_LEN`].
 pub fn encode_batch(first_seq: u64, events: &[Event], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    encode_frame(out, |w| {
-        w.primitive(first_seq);
-        w.primitive(events.len() as u64);
-        events.iter().for_each(|e| e.write(w));
-    })
+    let mut batch = BatchEncoder::begin(out, first_seq);
+    events.iter().for_each(|e| batch.push(out, e));
+    batch.finish(out)
+}
+
+/// Writes a batch frame as its events come, so a sender can encode each event straight
+/// from wherever it holds it: the header first, each event appended, and the frame's length
+/// and event count filled in at the end.
+#[derive(Debug)]
+pub struct BatchEncoder {
+    /// Where the frame starts in the buffer.
+    at: usize,
+    /// Where its event count goes.
+    count_at: usize,
+    count: u32,
+}
+
+impl BatchEncoder {
+    pub fn begin(out: &mut Vec<u8>, first_seq: u64) -> Self {
+        let at = out.len();
+        out.extend_from_slice(&[0; LEN_PREFIX]);
+        Writer::new(out).primitive(first_seq);
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        Self {
+            at,
+            count_at,
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, out: &mut Vec<u8>, event: &Event) {
+        event.write(&mut Writer::new(out));
+        self.count += 1;
+    }
+
+    /// Events pushed so far.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Completes the frame. Fails, leaving `out` as it was before [`Self::begin`], when it
+    /// would exceed [`MAX_FRAME_LEN`].
+    pub fn finish(self, out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let len = out.len() - self.at - LEN_PREFIX;
+        if len > MAX_FRAME_LEN {
+            out.truncate(self.at);
+            return Err(FrameError::TooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            });
+        }
+        out[self.at..self.at + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+        out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+        Ok(())
+    }
 }
 
 /// Appends an acknowledgement frame to `out`.
@@ -163,7 +219,18 @@ pub fn decode_hello(payload: &[u8]) -> Result<(Hello, Unknown), FrameError> {
 pub fn decode_batch(payload: &[u8]) -> Result<Batch, FrameError> {
     let mut r = Reader::new(payload);
     let first_seq: u64 = r.primitive()?;
-    let count = r.count()?;
+    let count = u32::from_le_bytes(
+        r.take(4)?
+            .try_into()
+            .map_err(|_| FrameError::BadPayload("event count".into()))?,
+    ) as usize;
+    // Every event takes at least two bytes: a count beyond that is a lie.
+    if count > r.remaining() / 2 {
+        return Err(FrameError::BadPayload(format!(
+            "{count} events announced in {} bytes",
+            r.remaining()
+        )));
+    }
     let mut events = Vec::with_capacity(count);
     for _ in 0..count {
         if let Some(event) = Event::read(&mut r)? {
@@ -500,10 +567,10 @@ mod tests {
             decode_batch(&payload),
             Err(FrameError::BadPayload(_))
         ));
-        // The same count in a batch's header.
-        let mut payload = vec![0u8, 0xFF];
-        payload.extend_from_slice(&u64::MAX.to_le_bytes());
-        payload.push(0);
+        // A batch announcing more events than its bytes could hold.
+        let mut payload = vec![0u8];
+        payload.extend_from_slice(&u32::MAX.to_le_bytes());
+        payload.extend_from_slice(&[0; 16]);
         assert!(matches!(
             decode_batch(&payload),
             Err(FrameError::BadPayload(_))

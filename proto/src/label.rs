@@ -68,11 +68,11 @@ macro_rules! label_enum {
 
         impl $crate::wire::Wire for $name {
             fn write(&self, w: &mut $crate::wire::Writer<'_>) {
-                w.primitive(self.index() as u32);
+                w.unsigned(self.index() as u64);
             }
 
             fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame::FrameError> {
-                let index: u32 = r.primitive()?;
+                let index: u32 = r.unsigned()?;
                 Ok(match Self::from_index(index as usize) {
                     Some(value) => value,
                     None => {

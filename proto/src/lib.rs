@@ -26,7 +26,7 @@ pub use event::{
     ModelName, Provider, ProviderCall, RefusalReason, RequestStatus, StorageBackend, StorageOp,
     StorageResult, SupabaseOp, SupabaseResult, SupabaseTable, Tool, Transport,
 };
-pub use frame::{AckDecoder, Batch, DaemonFrame, FrameError, StreamDecoder};
+pub use frame::{AckDecoder, Batch, BatchEncoder, DaemonFrame, FrameError, StreamDecoder};
 pub use heartbeat::{
     DropCounts, DropReason, Heartbeat, PipeStats, ProcessStats, StorageErrorKind, StorageView,
     SupabaseView, Totals,

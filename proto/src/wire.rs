@@ -59,6 +59,16 @@ impl<'a> Writer<'a> {
         Self { out }
     }
 
+    /// An unsigned integer as bincode's varint: below 251 it is that one byte, the common
+    /// case written here directly; wider values go through bincode.
+    pub fn unsigned(&mut self, value: u64) {
+        if value < 251 {
+            self.out.push(value as u8);
+        } else {
+            self.primitive(value);
+        }
+    }
+
     /// A number, boolean or other bincode primitive.
     pub fn primitive<T: bincode::Encode>(&mut self, value: T) {
         // Writing into a Vec cannot fail, and the primitives encode infallibly.
@@ -67,7 +77,7 @@ impl<'a> Writer<'a> {
 
     /// Bytes with their length first.
     pub fn bytes(&mut self, bytes: &[u8]) {
-        self.primitive(bytes.len() as u64);
+        self.unsigned(bytes.len() as u64);
         self.out.extend_from_slice(bytes);
     }
 
@@ -122,10 +132,22 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
+    /// An unsigned integer written by [`Writer::unsigned`] (bincode's varint): one byte
+    /// below 251, read here directly; wider values through bincode.
+    pub fn unsigned<T: bincode::Decode<()> + From<u8>>(&mut self) -> Result<T, FrameError> {
+        match self.input.first() {
+            Some(&b) if b < 251 => {
+                self.input = &self.input[1..];
+                Ok(T::from(b))
+            }
+            _ => self.primitive(),
+        }
+    }
+
     /// A length or element count, checked against the bytes that are left (every element
     /// takes at least one byte), so a hostile count fails before anything is allocated.
     pub fn count(&mut self) -> Result<usize, FrameError> {
-        let n: u64 = self.primitive()?;
+        let n: u64 = self.unsigned()?;
         if n > self.input.len() as u64 {
             return Err(FrameError::BadPayload(format!(
                 "length {n} exceeds the {} bytes left",
@@ -203,11 +225,26 @@ macro_rules! wire_primitive {
     )+};
 }
 
-wire_primitive!(bool, u8, u16, u32, u64, i64, f32, f64);
+wire_primitive!(bool, u8, i64, f32, f64);
+
+macro_rules! wire_unsigned {
+    ($($t:ty),+) => {$(
+        impl Wire for $t {
+            fn write(&self, w: &mut Writer<'_>) {
+                w.unsigned(u64::from(*self));
+            }
+            fn read(r: &mut Reader<'_>) -> Result<Self, FrameError> {
+                r.unsigned()
+            }
+        }
+    )+};
+}
+
+wire_unsigned!(u16, u32, u64);
 
 impl<T: Wire> Wire for Vec<T> {
     fn write(&self, w: &mut Writer<'_>) {
-        w.primitive(self.len() as u64);
+        w.unsigned(self.len() as u64);
         self.iter().for_each(|v| v.write(w));
     }
 
@@ -378,6 +415,23 @@ mod tests {
             assert_eq!(New::read(&mut r).unwrap(), value, "{n} bytes");
             assert!(r.is_empty());
         }
+    }
+
+    #[test]
+    fn unsigned_integers_are_bincodes_varints() {
+        for n in [0u64, 1, 250, 251, 252, 65_535, 65_536, u32::MAX as u64, u64::MAX] {
+            let mut ours = Vec::new();
+            Writer::new(&mut ours).unsigned(n);
+            let theirs = bincode::encode_to_vec(n, bincode_config()).unwrap();
+            assert_eq!(ours, theirs, "{n}");
+            let mut r = Reader::new(&ours);
+            assert_eq!(r.unsigned::<u64>().unwrap(), n);
+            assert!(r.is_empty());
+        }
+        // A u32 field holding a u64's width fails, it is not cut.
+        let mut wide = Vec::new();
+        Writer::new(&mut wide).unsigned(u64::MAX);
+        assert!(Reader::new(&wide).unsigned::<u32>().is_err());
     }
 
     #[test]
