@@ -134,9 +134,9 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
     assert!(
         scrape.sum(
             "mcp_api_calls_total",
-            &[("provider", "kimi"), ("model", "kimi-k2-0905-preview")]
+            &[("provider", "kimi"), ("model", "kimi-k2.6")]
         ) == 1.0,
-        "aliases count under the model's real name"
+        "aliases (here a retired id) count under the model's real name"
     );
     assert!(scrape.sum("mcp_tokens_total", &[("type", "output")]) > 0.0);
     assert_eq!(
