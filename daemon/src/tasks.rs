@@ -7,6 +7,7 @@
 use crate::providers::CallProgress;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -69,6 +70,8 @@ pub struct TaskRecord {
     pub cancel: CancellationToken,
     /// What the model call is doing, for `statusMessage`.
     pub progress: CallProgress,
+    /// Its result was fetched: when the store is full, such a task makes room.
+    fetched: AtomicBool,
     state: Mutex<TaskState>,
     done: watch::Sender<bool>,
 }
@@ -86,7 +89,7 @@ pub struct TaskView {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
-    #[error("too many tasks ({max}, EXAI_TASKS_MAX); fetch or cancel earlier ones, or wait for them to expire")]
+    #[error("too many tasks ({max}, EXAI_TASKS_MAX) working or holding results not yet fetched; fetch or cancel earlier ones, or wait for them to expire")]
     Full { max: usize },
     #[error("task {0:?} is already {1}")]
     Terminal(String, &'static str),
@@ -123,6 +126,21 @@ impl TaskRecord {
 
     pub fn outcome(&self) -> Option<TaskOutcome> {
         self.state().outcome.clone()
+    }
+
+    /// Notes that the client has the result.
+    pub fn mark_fetched(&self) {
+        self.fetched.store(true, Relaxed);
+    }
+
+    /// Whether dropping it loses nothing a client still wants: cancelled, or ended and
+    /// its result fetched.
+    fn spent(&self) -> bool {
+        match self.status() {
+            TaskStatus::Working => false,
+            TaskStatus::Cancelled => true,
+            _ => self.fetched.load(Relaxed),
+        }
     }
 
     /// Waits until the task is completed, failed or cancelled.
@@ -190,7 +208,19 @@ impl TaskStore {
         let mut tasks = self.tasks();
         Self::sweep(&mut tasks);
         if tasks.len() >= self.max {
-            return Err(TaskError::Full { max: self.max });
+            // Full: the oldest spent task makes room; working tasks and results not yet
+            // fetched are kept.
+            let oldest_spent = tasks
+                .values()
+                .filter(|t| t.spent())
+                .min_by_key(|t| t.created)
+                .map(|t| t.id.clone());
+            match oldest_spent {
+                Some(id) => {
+                    tasks.remove(&id);
+                }
+                None => return Err(TaskError::Full { max: self.max }),
+            }
         }
         let now_ms = crate::clock::now_unix_us() / 1000;
         let (done, _) = watch::channel(false);
@@ -203,6 +233,7 @@ impl TaskStore {
             ttl,
             cancel: self.root.child_token(),
             progress: CallProgress::default(),
+            fetched: AtomicBool::new(false),
             state: Mutex::new(TaskState {
                 status: TaskStatus::Working,
                 status_message: None,

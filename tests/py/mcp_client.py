@@ -7,7 +7,7 @@ usage: mcp_client.py SCENARIO URL [ARG]
   bridge    URL=ws://…/mcp    the same through `exai-daemon bridge` (ARG = path of exai-daemon)
   cancel    URL=ws://…/mcp    start a slow chat, cancel it, report what came back
   thinking  URL=ws://…/mcp    a thinking chat with progress and its reasoning (ARG = model)
-  tasks     URL=ws://…/mcp    a chat run as a task to its result; another cancelled mid-thinking
+  tasks     URL=ws://… or http://…  a chat run as a task to its result; another cancelled mid-thinking
 
 Every structured result is validated against its tool's outputSchema: by the SDK itself
 (ClientSession.call_tool) and here again with jsonschema, reported as `validated`.
@@ -200,7 +200,7 @@ def main():
     elif scenario == "thinking":
         asyncio.run(over_ws(url, thinking(sys.argv[3])))
     elif scenario == "tasks":
-        asyncio.run(over_ws(url, tasks))
+        asyncio.run((over_ws if url.startswith("ws") else over_http)(url, tasks))
     else:
         sys.exit(f"unknown scenario {scenario}")
 

@@ -268,6 +268,7 @@ impl McpHandler {
                 return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
             }
         }
+        task.mark_fetched();
         let related = json!({RELATED_TASK: {"taskId": task.id}});
         match (task.status(), task.outcome()) {
             (TaskStatus::Completed, Some(TaskOutcome::Result(mut result))) => {
