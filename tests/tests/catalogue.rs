@@ -254,6 +254,8 @@ fn the_default_falls_back_to_an_available_provider() {
         &[
             ("KIMI_API_KEY", "test-kimi-key".into()),
             ("KIMI_API_URL", llm.url("/v1")),
+            ("GLM_API_KEY", String::new()),
+            ("ZHIPUAI_API_KEY", String::new()),
         ],
     );
     let mut ws = connect(&daemon);

@@ -11,8 +11,20 @@ impl Tools {
     pub(super) fn listmodels(&self) -> ToolOutput {
         let catalogue = self.chat.catalogue().snapshot();
         let default = self.chat.default_model();
+        // What a chat that names no model gets now, when that is not the default itself.
+        let default_now = catalogue
+            .resolve(None, default, |p| self.chat.unavailable(p))
+            .map(|c| c.name);
+        let named = catalogue
+            .resolve(Some(default), default, |_| None)
+            .map(|c| c.name);
+        let fallback = match &default_now {
+            Ok(now) if named.as_ref() == Ok(now) => String::new(),
+            Ok(now) => format!(" (unusable now: a chat without a model goes to {now})"),
+            Err(_) => " (no provider is available)".to_string(),
+        };
         let mut lines = vec![format!(
-            "Default model: {default}. Name a model below (or an alias), \"auto\", or any model of a provider as kimi:<id> or glm:<id>."
+            "Default model: {default}{fallback}. Name a model below (or an alias), \"auto\", or any model of a provider as kimi:<id> or glm:<id>."
         )];
         let mut providers = Vec::new();
         for provider in SERVED {
@@ -70,7 +82,8 @@ impl Tools {
             .collect();
         ToolOutput::structured(
             lines.join("\n"),
-            json!({"default_model": default, "providers": providers, "models": models}),
+            json!({"default_model": default, "default_now": default_now.ok(),
+                   "providers": providers, "models": models}),
         )
     }
 

@@ -79,6 +79,7 @@ fn listmodels_output_schema() -> Value {
     object(
         json!({
             "default_model": {"type": "string"},
+            "default_now": {"type": ["string", "null"], "description": "What a chat naming no model gets now."},
             "providers": {"type": "array", "items": object(json!({
                 "provider": {"type": "string"},
                 "available": {"type": "boolean"},
