@@ -107,9 +107,15 @@ pub fn patch_result(result: &mut Value) -> bool {
     let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
         return false;
     };
+    let as_tasks: Vec<&str> = crate::tools::specs()
+        .iter()
+        .filter(|s| s.task_support)
+        .map(|s| s.name)
+        .collect();
     let mut changed = false;
     for tool in tools {
-        if tool.get("name").and_then(Value::as_str) == Some("chat") {
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+        if as_tasks.contains(&name) {
             tool["execution"] = json!({"taskSupport": "optional"});
             changed = true;
         }
