@@ -153,7 +153,7 @@ async def tasks(session: ClientSession):
     schemas = Schemas(await session.list_tools())
 
     created = await session.experimental.call_tool_as_task(
-        "chat", {"prompt": "a long question [think:600]", "model": "glm-5"}, ttl=60000)
+        "chat", {"prompt": "a long question [think:1500]", "model": "glm-5"}, ttl=60000)
     task_id = created.task.taskId
     say(step="created", task=created.task.model_dump(mode="json"))
     polls = []

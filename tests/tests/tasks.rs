@@ -53,7 +53,7 @@ fn a_task_completes_and_another_is_cancelled(url: impl Fn(&Daemon) -> String) {
         "the task's result matches chat's outputSchema"
     );
     assert_eq!(done["structured"]["answer"], "echo: a long question");
-    assert_eq!(done["structured"]["usage"]["reasoning_tokens"], 12);
+    assert_eq!(done["structured"]["usage"]["reasoning_tokens"], 30);
     assert_eq!(
         done["meta"]["io.modelcontextprotocol/related-task"]["taskId"],
         steps["listed"]["first"]
