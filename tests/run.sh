@@ -38,6 +38,14 @@ if ! "$venv/bin/python" -c 'import mcp, websockets, playwright' >/dev/null 2>&1;
     fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 fi
+# The newest SDK (2.x) drives Streamable HTTP from a venv of its own: 2.x has no
+# WebSocket client, and 1.x stays for WebSocket and stdio.
+venv2=tests/.venv-mcp2
+if ! "$venv2/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mcp") != open("tests/py/requirements-mcp2.txt").read().split("==")[1].strip())' >/dev/null 2>&1; then
+    log "creating $venv2 with the MCP Python SDK 2.x"
+    python3 -m venv "$venv2"
+    "$venv2/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements-mcp2.txt
+fi
 
 log "format"
 cargo fmt --all --check

@@ -2,9 +2,11 @@
 //! place, call the provider, save the turn — recording each step as a counter and a
 //! sampled event.
 
-use crate::providers::models::{self, ModelError, ModelInfo};
+use crate::providers::catalogue::{CatalogueHandle, Chosen, ModelError};
+use crate::providers::wire::Usage;
 use crate::providers::{
-    Busy, CallFailure, ChatRequest, InflightLimits, Message, ProviderClient, Role,
+    Busy, CallError, CallFailure, CallProgress, ChatRequest, InflightLimits, Message,
+    ProviderClient, Role, Thinking, ThinkingType,
 };
 use crate::storage::{ConversationStore, StorageError, StoreHealth, Thread, Turn};
 use crate::supabase::Persistence;
@@ -19,6 +21,54 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// What a client asked about thinking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ThinkingChoice {
+    /// The model's own default: nothing is sent.
+    #[default]
+    Auto,
+    Enabled,
+    Disabled,
+}
+
+impl ThinkingChoice {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ThinkingChoice::Auto => "auto",
+            ThinkingChoice::Enabled => "enabled",
+            ThinkingChoice::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(ThinkingChoice::Auto),
+            "enabled" => Some(ThinkingChoice::Enabled),
+            "disabled" => Some(ThinkingChoice::Disabled),
+            _ => None,
+        }
+    }
+
+    /// The request's `thinking` field for a model that thinks as `model` says, or why
+    /// the choice cannot be honoured.
+    fn field(self, model: &Chosen) -> Result<Option<ThinkingType>, String> {
+        match (self, model.thinking) {
+            (ThinkingChoice::Auto, _) => Ok(None),
+            (ThinkingChoice::Enabled, Thinking::Never) => Err(format!(
+                "{} answers without thinking; ask with thinking \"auto\" or \"disabled\", or choose a thinking model (listmodels)",
+                model.name
+            )),
+            (ThinkingChoice::Enabled, _) => Ok(Some(ThinkingType::Enabled)),
+            (ThinkingChoice::Disabled, Thinking::Never) => Ok(None),
+            (ThinkingChoice::Disabled, Thinking::Always) => Err(format!(
+                "{} always thinks; its thinking cannot be disabled",
+                model.name
+            )),
+            (ThinkingChoice::Disabled, _) => Ok(Some(ThinkingType::Disabled)),
+        }
+    }
+}
+
 /// What a client asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatArgs {
@@ -28,12 +78,20 @@ pub struct ChatArgs {
     pub system_prompt: Option<String>,
     pub continuation_id: Option<String>,
     pub stream: bool,
+    pub thinking: ThinkingChoice,
+    /// Return the model's reasoning with the answer (it is never stored in the thread).
+    pub include_reasoning: bool,
+    /// Bound on output tokens, reasoning included.
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatAnswer {
     pub content: String,
-    pub model: &'static str,
+    /// Present when asked for and the model reasoned.
+    pub reasoning: Option<String>,
+    /// The id the provider was sent.
+    pub model: String,
     pub provider: Provider,
     /// Pass it back to continue this conversation.
     pub continuation_id: String,
@@ -41,11 +99,14 @@ pub struct ChatAnswer {
     pub history_turns: usize,
     /// Set when history could not be read or saved: the answer stands, without it.
     pub history_notice: Option<String>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    pub usage: Usage,
+    /// To the first token of any kind (reasoning included).
     pub ttft: Option<Duration>,
+    /// To the first token of the answer.
+    pub ttfa: Option<Duration>,
     pub latency: Duration,
     pub attempts: u32,
+    pub thinking: ThinkingChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,11 +114,27 @@ pub enum ChatError {
     #[error("{0}")]
     Model(#[from] ModelError),
     #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
     Busy(#[from] Busy),
+    #[error("model {model:?} was not found at {provider} ({message}); call listmodels for the models this server offers")]
+    ModelNotFound {
+        model: String,
+        provider: Provider,
+        message: String,
+    },
     #[error("{0}")]
     Call(#[from] CallFailure),
     #[error("cancelled by the client")]
     Cancelled,
+}
+
+/// Which models a chat may use.
+pub struct ModelChoice {
+    /// The models clients can name, kept current by the refresh.
+    pub catalogue: Arc<CatalogueHandle>,
+    /// DEFAULT_MODEL: a name, an alias, `auto` or `provider:id`.
+    pub default_model: String,
 }
 
 pub struct ChatService {
@@ -65,7 +142,8 @@ pub struct ChatService {
     limits: Arc<InflightLimits>,
     store: Arc<dyn ConversationStore>,
     emitter: EventEmitter,
-    default_model: &'static ModelInfo,
+    catalogue: Arc<CatalogueHandle>,
+    default_model: String,
     max_turns: usize,
     /// Longest a storage read or write may take before the chat goes on without it.
     storage_timeout: Duration,
@@ -97,7 +175,7 @@ impl ChatService {
         limits: Arc<InflightLimits>,
         store: Arc<dyn ConversationStore>,
         emitter: EventEmitter,
-        default_model: &'static ModelInfo,
+        models: ModelChoice,
         max_turns: usize,
         storage_timeout: Duration,
     ) -> Self {
@@ -106,7 +184,8 @@ impl ChatService {
             limits,
             store,
             emitter,
-            default_model,
+            catalogue: models.catalogue,
+            default_model: models.default_model,
             max_turns,
             storage_timeout,
             persistence: None,
@@ -140,8 +219,17 @@ impl ChatService {
         }
     }
 
-    pub fn default_model(&self) -> &'static ModelInfo {
-        self.default_model
+    /// DEFAULT_MODEL as configured.
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
+    pub fn catalogue(&self) -> &CatalogueHandle {
+        &self.catalogue
+    }
+
+    pub fn providers(&self) -> &[ProviderClient] {
+        &self.providers
     }
 
     pub fn storage_backend(&self) -> exai_proto::StorageBackend {
@@ -157,10 +245,18 @@ impl ChatService {
         args: ChatArgs,
         correlation: &CorrelationId,
         cancel: &CancellationToken,
+        progress: Option<&CallProgress>,
     ) -> Result<ChatAnswer, ChatError> {
-        let model = models::resolve(args.model.as_deref(), self.default_model, |p| {
-            self.unavailable(p)
-        })?;
+        let model =
+            self.catalogue
+                .snapshot()
+                .resolve(args.model.as_deref(), &self.default_model, |p| {
+                    self.unavailable(p)
+                })?;
+        let thinking = args
+            .thinking
+            .field(&model)
+            .map_err(ChatError::Unsupported)?;
         let Some(client) = self.provider(model.provider) else {
             return Err(ModelError::ProviderUnavailable {
                 model: model.name,
@@ -228,32 +324,46 @@ impl ChatService {
         };
         let _in_flight = InFlight::new(&self.emitter);
         let request = ChatRequest {
-            model: model.name,
+            model: &model.name,
             messages: &messages,
             temperature: args.temperature,
             stream: args.stream,
             request_id: correlation.as_str(),
+            thinking,
+            max_tokens: args.max_tokens,
+            keep_reasoning: args.include_reasoning,
+            progress,
         };
         let outcome = client.chat(request, cancel).await;
-        self.record_call(model, &outcome, correlation);
+        self.record_call(&model, &outcome, correlation);
         let reply = match outcome {
             Ok(reply) => reply,
-            Err(failure) if failure.error == crate::providers::CallError::Cancelled => {
-                tracing::info!(model = model.name, "model call cancelled by the client");
+            Err(failure) if failure.error == CallError::Cancelled => {
+                tracing::info!(model = %model.name, "model call cancelled by the client");
                 return Err(ChatError::Cancelled);
             }
             Err(failure) => {
                 // Logged inside the request's span: the line carries its correlation id.
-                tracing::warn!(model = model.name, error = %failure, "model call failed");
+                tracing::warn!(model = %model.name, error = %failure, "model call failed");
+                if let CallError::ModelNotFound { status, message } = failure.error {
+                    return Err(ChatError::ModelNotFound {
+                        model: model.name,
+                        provider: model.provider,
+                        message: format!("HTTP {status}: {message}"),
+                    });
+                }
                 return Err(failure.into());
             }
         };
 
+        // Only the answer joins the thread: neither provider needs earlier reasoning sent
+        // back for a conversation without tool calls (both would take it only to resume
+        // tool use), and it would cost input tokens on every later turn.
         thread.push(
             Turn {
                 user: args.prompt,
                 assistant: reply.content.clone(),
-                model: model.name.to_string(),
+                model: model.name.clone(),
                 at_unix_ms: crate::clock::now_unix_us() / 1000,
             },
             self.max_turns,
@@ -284,35 +394,37 @@ impl ChatService {
         }
         Ok(ChatAnswer {
             content: reply.content,
+            reasoning: reply.reasoning,
             model: model.name,
             provider: model.provider,
             continuation_id,
             history_turns,
             history_notice,
-            input_tokens: reply.usage.prompt_tokens,
-            output_tokens: reply.usage.completion_tokens,
+            usage: reply.usage,
             ttft: reply.ttft,
+            ttfa: reply.ttfa,
             latency: reply.latency,
             attempts: reply.attempts,
+            thinking: args.thinking,
         })
     }
 
     fn record_call(
         &self,
-        model: &ModelInfo,
+        model: &Chosen,
         outcome: &Result<crate::providers::ChatReply, CallFailure>,
         correlation: &CorrelationId,
     ) {
         let totals = self.emitter.totals();
-        let slot = totals.model_slot(model.provider, model.name);
+        let slot = totals.model_slot(model.provider, &model.name);
         let (status, tokens) = match outcome {
             Ok(r) => (
                 CallStatus::Success,
                 TokenCounts {
                     input: r.usage.prompt_tokens,
                     output: r.usage.completion_tokens,
-                    reasoning: 0,
-                    cached: 0,
+                    reasoning: r.usage.reasoning_tokens,
+                    cached: r.usage.cached_tokens,
                 },
             ),
             Err(f) => (f.error.status(), TokenCounts::default()),
@@ -325,11 +437,11 @@ impl ChatService {
                 EventKind::ProviderCall(match outcome {
                     Ok(r) => ProviderCall {
                         provider: model.provider,
-                        model: model.name.into(),
+                        model: model.name.as_str().into(),
                         status,
                         latency_us: us(r.latency),
                         ttft_us: r.ttft.map(us),
-                        ttfa_us: r.ttft.map(us),
+                        ttfa_us: r.ttfa.map(us),
                         input_tokens: narrow(tokens.input),
                         output_tokens: narrow(tokens.output),
                         reasoning_tokens: narrow(tokens.reasoning),
@@ -339,7 +451,7 @@ impl ChatService {
                     },
                     Err(f) => ProviderCall {
                         provider: model.provider,
-                        model: model.name.into(),
+                        model: model.name.as_str().into(),
                         status,
                         attempts: f.attempts.min(255) as u8,
                         ..ProviderCall::default()

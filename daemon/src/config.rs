@@ -4,7 +4,9 @@ mod persistence;
 
 pub use persistence::{redact_url, StorageConfig, SupabaseConfig};
 
-use crate::providers::models::{self, ModelInfo};
+use crate::providers::catalogue::{self, Catalogue, Entry};
+use crate::providers::models;
+use crate::providers::models_file;
 use crate::providers::Secret;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
 use exai_proto::{SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
@@ -76,6 +78,29 @@ pub struct ProviderSettings {
     pub missing_key: String,
 }
 
+/// The model catalogue at start, and how it is kept current.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelsConfig {
+    /// The built-in table with EXAI_MODELS_FILE applied.
+    pub entries: Vec<Entry>,
+    /// EXAI_MODELS_FILE, when set.
+    pub file: Option<PathBuf>,
+    /// How often each provider's `GET /models` is asked (EXAI_MODELS_REFRESH_S); `None`
+    /// never asks.
+    pub refresh: Option<Duration>,
+    /// DEFAULT_MODEL: a name, an alias or `provider:id`.
+    pub default_model: String,
+}
+
+/// Bounds on tool calls run as tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskConfig {
+    /// Tasks kept at once, working or finished (EXAI_TASKS_MAX).
+    pub max: usize,
+    /// Longest a task is kept from its creation, and the default (EXAI_TASK_TTL_MAX_S).
+    pub ttl_max: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationConfig {
     pub ttl: Duration,
@@ -93,7 +118,8 @@ pub struct DaemonConfig {
     pub limits: CallLimits,
     pub kimi: ProviderSettings,
     pub glm: ProviderSettings,
-    pub default_model: &'static ModelInfo,
+    pub models: ModelsConfig,
+    pub tasks: TaskConfig,
     pub conversations: ConversationConfig,
     pub storage: StorageConfig,
     /// `None` unless both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set.
@@ -188,6 +214,61 @@ pub fn sampling_variable(class: SampleClass) -> &'static str {
         SampleClass::ProviderCalls => "EXAI_SAMPLE_PROVIDER_CALLS",
         SampleClass::Connections => "EXAI_SAMPLE_CONNECTIONS",
     }
+}
+
+/// EXAI_MODELS_FILE, EXAI_MODELS_REFRESH_S and DEFAULT_MODEL, which must name a model of
+/// the table (or be `kimi:<id>` / `glm:<id>`).
+fn models_config(s: &Settings, flags: &Flags) -> Result<ModelsConfig, SettingError> {
+    let file: String = s.get("EXAI_MODELS_FILE", None, String::new())?;
+    let file = (!file.trim().is_empty()).then(|| PathBuf::from(file.trim()));
+    let entries = match &file {
+        None => Catalogue::builtin(),
+        Some(path) => {
+            models_file::load(path, Catalogue::builtin()).map_err(|why| SettingError {
+                key: "EXAI_MODELS_FILE",
+                flag: None,
+                value: path.display().to_string(),
+                why,
+            })?
+        }
+    };
+    let refresh_s = s.get_checked("EXAI_MODELS_REFRESH_S", None, 3600u64, |n| match n {
+        0..=604_800 => Ok(()),
+        _ => Err("expected 0 (off) to 604800 seconds".into()),
+    })?;
+    let default_model = s.get(
+        "DEFAULT_MODEL",
+        flag("--default-model", &flags.default_model),
+        models::DEFAULT_MODEL.to_string(),
+    )?;
+    let table = Catalogue::new(entries.clone());
+    let known = match catalogue::parse(&default_model) {
+        Ok(catalogue::Wanted::Direct(..) | catalogue::Wanted::Auto) => true,
+        Ok(catalogue::Wanted::Named(name)) => table.find(name).is_some(),
+        _ => false,
+    };
+    if !known {
+        return Err(SettingError {
+            key: "DEFAULT_MODEL",
+            flag: flags.default_model.as_ref().map(|_| "--default-model"),
+            value: default_model.clone(),
+            why: format!(
+                "unknown model; name one of {} (or an alias), or kimi:<id> / glm:<id>",
+                table
+                    .entries()
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(ModelsConfig {
+        entries,
+        file,
+        refresh: (refresh_s > 0).then(|| Duration::from_secs(refresh_s)),
+        default_model: default_model.trim().to_string(),
+    })
 }
 
 impl DaemonConfig {
@@ -323,24 +404,22 @@ impl DaemonConfig {
             "https://api.z.ai/api/paas/v4",
             ["GLM_API_KEY", "ZHIPUAI_API_KEY"],
         )?;
-        let default_name = s.get(
-            "DEFAULT_MODEL",
-            flag("--default-model", &flags.default_model),
-            models::DEFAULT_MODEL.to_string(),
-        )?;
-        let default_model = models::lookup(&default_name).ok_or_else(|| SettingError {
-            key: "DEFAULT_MODEL",
-            flag: flags.default_model.as_ref().map(|_| "--default-model"),
-            value: default_name.clone(),
-            why: format!(
-                "unknown model; known: {}",
-                models::MODELS
-                    .iter()
-                    .map(|m| m.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
+        let models = models_config(&s, flags)?;
+        let tasks = TaskConfig {
+            max: s.get_checked("EXAI_TASKS_MAX", None, 64usize, |n| match n {
+                1..=10_000 => Ok(()),
+                _ => Err("expected 1 to 10000 tasks".into()),
+            })?,
+            ttl_max: Duration::from_secs(s.get_checked(
+                "EXAI_TASK_TTL_MAX_S",
+                None,
+                3600u64,
+                |n| match n {
+                    1..=86_400 => Ok(()),
+                    _ => Err("expected 1 to 86400 seconds".into()),
+                },
+            )?),
+        };
         let conversations = ConversationConfig {
             ttl: Duration::from_secs(
                 s.get_checked("CONVERSATION_TIMEOUT_HOURS", None, 3usize, at_least(1))? as u64
@@ -359,7 +438,8 @@ impl DaemonConfig {
             limits,
             kimi,
             glm,
-            default_model,
+            models,
+            tasks,
             conversations,
             storage,
             supabase,
@@ -403,7 +483,12 @@ mod tests {
             config.glm.missing_key,
             "no API key: set GLM_API_KEY (or ZHIPUAI_API_KEY)"
         );
-        assert_eq!(config.default_model.name, "glm-4.5-flash");
+        assert_eq!(config.models.default_model, "glm-4.5-flash");
+        assert_eq!(config.models.refresh, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            (config.tasks.max, config.tasks.ttl_max),
+            (64, Duration::from_secs(3600))
+        );
         assert_eq!(config.server.addr, "127.0.0.1:8079".parse().unwrap());
         assert_eq!(
             (config.limits.global, config.limits.kimi, config.limits.glm),
@@ -442,10 +527,14 @@ mod tests {
         assert!(!text.contains("short-secret"));
         let err = DaemonConfig::load(&[("DEFAULT_MODEL", "gpt-5")], &Flags::default()).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("DEFAULT_MODEL=\"gpt-5\": unknown model; known: kimi-k2-0905-preview"),
+            err.to_string().starts_with(
+                "DEFAULT_MODEL=\"gpt-5\": unknown model; name one of kimi-k2.6, kimi-k2.5"
+            ),
             "{err}"
         );
+        let direct =
+            DaemonConfig::load(&[("DEFAULT_MODEL", "glm:glm-9")], &Flags::default()).unwrap();
+        assert_eq!(direct.models.default_model, "glm:glm-9");
     }
 
     #[test]
@@ -455,6 +544,33 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("EXAI_SAMPLE_STORAGE_READS=\"-1\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_models_file_and_the_refresh_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.json");
+        std::fs::write(
+            &path,
+            r#"{"models": [{"name": "glm-5.1", "provider": "glm", "aliases": ["g51"]}]}"#,
+        )
+        .unwrap();
+        let env = [
+            ("EXAI_MODELS_FILE", path.to_str().unwrap()),
+            ("EXAI_MODELS_REFRESH_S", "0"),
+            ("DEFAULT_MODEL", "g51"),
+        ];
+        let config = DaemonConfig::load(&env, &Flags::default()).unwrap();
+        assert!(config.models.entries.iter().any(|m| m.name == "glm-5.1"));
+        assert_eq!(config.models.refresh, None);
+        std::fs::write(&path, r#"{"models": [{"name": "x"}]}"#).unwrap();
+        let err = DaemonConfig::load(&env, &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("EXAI_MODELS_FILE=") && err.contains("missing field `provider`"),
             "{err}"
         );
     }

@@ -17,6 +17,7 @@ pub mod security;
 pub mod server;
 pub mod storage;
 pub mod supabase;
+pub mod tasks;
 pub mod tools;
 pub mod totals;
 pub mod views;

@@ -1,20 +1,23 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use exai_daemon::chat::ChatService;
+use exai_daemon::chat::{ChatService, ModelChoice};
 use exai_daemon::config::{default_daemon_name, DaemonConfig, Flags};
 use exai_daemon::mcp::McpCore;
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
-use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy, MODELS};
+use exai_daemon::providers::catalogue::{Catalogue, CatalogueHandle};
+use exai_daemon::providers::discovery;
+use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy};
 use exai_daemon::server::{self, Server};
 use exai_daemon::storage::memory::MemoryStore;
 use exai_daemon::storage::redis::RedisStore;
 use exai_daemon::storage::ConversationStore;
 use exai_daemon::supabase::Persistence;
+use exai_daemon::tasks::TaskStore;
 use exai_daemon::tools::Tools;
 use exai_daemon::views::DependencyViews;
 use exai_daemon::{bridge, healthcheck, EventEmitter, Totals};
 use exai_proto::settings::ProcessEnv;
-use exai_proto::{ModelEntry, Provider};
+use exai_proto::Provider;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,9 +142,9 @@ fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
 fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let models: Vec<(Provider, &str)> = MODELS.iter().map(|m| (m.provider, m.name)).collect();
-        let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&models));
-        emitter.announce_models(MODELS.iter().map(|m| ModelEntry { provider: m.provider, name: m.name.into() }).collect());
+        let catalogue = Arc::new(CatalogueHandle::new(Catalogue::new(config.models.entries.clone())));
+        let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&[]));
+        discovery::announce(&catalogue.snapshot(), &emitter);
 
         let listener = server::bind(config.server.addr).await?;
         let addr = listener.local_addr().context("cannot read the bound address")?;
@@ -190,12 +193,19 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
             None => Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS)),
         };
+        if let Some(file) = &config.models.file {
+            info!(file = %file.display(), models = config.models.entries.len(), "model catalogue read");
+        }
+        if config.models.refresh.is_some() {
+            background.spawn(discovery::run(providers.clone(), catalogue.clone(), emitter.clone(),
+                config.models.refresh, background_cancel.child_token()));
+        }
         let mut chat = ChatService::new(
             providers,
             limits,
             store,
             emitter.clone(),
-            config.default_model,
+            ModelChoice { catalogue, default_model: config.models.default_model.clone() },
             config.conversations.max_turns,
             config.storage.timeout,
         );
@@ -205,8 +215,9 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             chat = chat.with_persistence(persistence);
         }
         let chat = Arc::new(chat);
+        let tasks = Arc::new(TaskStore::new(config.tasks.max, config.tasks.ttl_max, config.server.progress_every));
         let core = Arc::new(McpCore {
-            tools: Tools::new(chat.clone(), emitter.clone(), config.server.max_result_bytes),
+            tools: Tools::new(chat.clone(), emitter.clone(), tasks.clone(), config.server.max_result_bytes, config.models.refresh),
             emitter: emitter.clone(),
             progress_every: config.server.progress_every,
         });
@@ -223,6 +234,8 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
 
         shutdown_signal().await;
         info!("shutting down");
+        // Tasks are nobody's open request: their model calls stop with the server.
+        tasks.cancel_all();
         server_cancel.cancel();
         let _ = serving.await;
         background_cancel.cancel();

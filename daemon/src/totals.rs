@@ -8,6 +8,7 @@ use exai_proto::heartbeat::{
     Totals as WireTotals, WsTotal,
 };
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::RwLock;
 
 /// A model's row in the provider counters, resolved once when the model is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +19,10 @@ pub struct Totals {
     /// `[direction][0 = messages, 1 = bytes]`.
     ws: [[AtomicU64; 2]; Direction::COUNT],
     requests: Box<[AtomicU64]>,
-    /// The models the daemon serves, then one `other` per provider.
-    models: Vec<(Provider, ModelName)>,
+    /// One `other` per provider, then the models of the catalogue as they were announced.
+    /// Append-only and bounded: the rows of `provider_calls` are allocated up front, and a
+    /// slot never changes its model.
+    models: RwLock<Vec<(Provider, ModelName)>>,
     /// `[slot][status][PER_CALL]`: calls, input, output, reasoning and cached tokens.
     provider_calls: Box<[AtomicU64]>,
     storage: Box<[AtomicU64]>,
@@ -35,6 +38,9 @@ pub struct Totals {
 
 /// Counters per model and status: calls, then input, output, reasoning and cached tokens.
 const PER_CALL: usize = 5;
+
+/// Models with a row of their own: the catalogue's cap.
+pub const MAX_MODEL_SLOTS: usize = crate::providers::catalogue::MAX_MODELS;
 
 /// The tokens of one model call, as the provider reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,35 +60,54 @@ fn counters(n: usize) -> Box<[AtomicU64]> {
 impl Totals {
     /// Counters for the given models; any other model name counts under `other`.
     pub fn new(models: &[(Provider, &str)]) -> Self {
-        let mut table: Vec<(Provider, ModelName)> = models
+        let table: Vec<(Provider, ModelName)> = Provider::ALL
             .iter()
-            .map(|(p, m)| (*p, ModelName::new(m)))
+            .map(|p| (*p, ModelName::new("other")))
             .collect();
-        table.extend(Provider::ALL.iter().map(|p| (*p, ModelName::new("other"))));
-        Self {
+        let totals = Self {
             ws: Default::default(),
             requests: counters(
                 Transport::COUNT * McpMethod::COUNT * Tool::COUNT * RequestStatus::COUNT,
             ),
-            provider_calls: counters(table.len() * CallStatus::COUNT * PER_CALL),
-            models: table,
+            provider_calls: counters(
+                (Provider::COUNT + MAX_MODEL_SLOTS) * CallStatus::COUNT * PER_CALL,
+            ),
+            models: RwLock::new(table),
             storage: counters(StorageOp::COUNT * StorageBackend::COUNT * StorageResult::COUNT),
             supabase: counters(SupabaseOp::COUNT * SupabaseTable::COUNT * SupabaseResult::COUNT),
             connections: counters(Transport::COUNT * ConnectionPhase::COUNT * RefusalReason::COUNT),
             open_connections: AtomicI64::new(0),
             in_flight: AtomicI64::new(0),
             spool_depth: AtomicU64::new(0),
+        };
+        totals.register_models(models.iter().copied());
+        totals
+    }
+
+    /// Gives each model not seen before a row of its own, while rows are left; later
+    /// ones count under `other`. Called when the catalogue changes, never per request.
+    pub fn register_models<'a>(&self, models: impl IntoIterator<Item = (Provider, &'a str)>) {
+        let mut table = self.models.write().unwrap_or_else(|e| e.into_inner());
+        for (provider, model) in models {
+            let name = ModelName::new(model);
+            if table.len() >= Provider::COUNT + MAX_MODEL_SLOTS {
+                return;
+            }
+            if !table.iter().any(|(p, m)| *p == provider && *m == name) {
+                table.push((provider, name));
+            }
         }
     }
 
-    /// The slot for `model`, or the provider's `other` slot.
+    /// The slot for `model`, or the provider's `other` slot. Found once per model call.
     pub fn model_slot(&self, provider: Provider, model: &str) -> ModelSlot {
-        let found = self
-            .models
+        let name = ModelName::new(model);
+        let table = self.models.read().unwrap_or_else(|e| e.into_inner());
+        let found = table[Provider::COUNT..]
             .iter()
-            .position(|(p, m)| *p == provider && m.as_str() == model);
-        let other = self.models.len() - Provider::COUNT + provider.index();
-        ModelSlot(found.unwrap_or(other))
+            .position(|(p, m)| *p == provider && *m == name)
+            .map(|i| i + Provider::COUNT);
+        ModelSlot(found.unwrap_or(provider.index()))
     }
 
     #[inline]
@@ -178,7 +203,8 @@ impl Totals {
                 }
             }
         }
-        for (slot, (provider, model)) in self.models.iter().enumerate() {
+        let models = self.models.read().unwrap_or_else(|e| e.into_inner());
+        for (slot, (provider, model)) in models.iter().enumerate() {
             for status in CallStatus::ALL {
                 let i = (slot * CallStatus::COUNT + status.index()) * PER_CALL;
                 let c = &self.provider_calls[i..i + PER_CALL];
@@ -313,7 +339,10 @@ mod tests {
             ]
         );
         assert_eq!(s.provider_calls.len(), 2);
-        let glm_calls = s.provider_calls[0];
+        // `other` rows come first.
+        assert_eq!(s.provider_calls[0].model.as_str(), "other");
+        assert_eq!(s.provider_calls[0].provider, Provider::Kimi);
+        let glm_calls = s.provider_calls[1];
         assert_eq!(
             (
                 glm_calls.calls,
@@ -324,8 +353,6 @@ mod tests {
             ),
             (2, 12, 24, 12, 6)
         );
-        assert_eq!(s.provider_calls[1].model.as_str(), "other");
-        assert_eq!(s.provider_calls[1].provider, Provider::Kimi);
         assert_eq!(
             s.ws_messages,
             vec![WsTotal {
@@ -335,5 +362,38 @@ mod tests {
             }]
         );
         assert!(s.storage.is_empty() && s.supabase.is_empty() && s.connections.is_empty());
+    }
+
+    #[test]
+    fn models_announced_later_get_rows_until_the_cap() {
+        let t = Totals::new(&[(Provider::Glm, "glm-4.5-flash")]);
+        assert_eq!(
+            t.model_slot(Provider::Glm, "glm-9"),
+            t.model_slot(Provider::Glm, "x")
+        );
+        t.register_models([(Provider::Glm, "glm-9"), (Provider::Glm, "glm-4.5-flash")]);
+        let glm9 = t.model_slot(Provider::Glm, "glm-9");
+        assert_ne!(glm9, t.model_slot(Provider::Glm, "x"));
+        assert_ne!(
+            glm9,
+            t.model_slot(Provider::Kimi, "glm-9"),
+            "a row is per provider"
+        );
+        let many: Vec<String> = (0..MAX_MODEL_SLOTS + 5).map(|i| format!("m{i}")).collect();
+        t.register_models(many.iter().map(|m| (Provider::Kimi, m.as_str())));
+        assert_eq!(
+            t.model_slot(Provider::Glm, "glm-9"),
+            glm9,
+            "a slot keeps its model"
+        );
+        let last = many.last().unwrap();
+        assert_eq!(
+            t.model_slot(Provider::Kimi, last),
+            t.model_slot(Provider::Kimi, "other")
+        );
+        t.provider_call(glm9, CallStatus::Success, TokenCounts::default());
+        let s = t.snapshot();
+        assert_eq!(s.provider_calls.len(), 1);
+        assert_eq!(s.provider_calls[0].model.as_str(), "glm-9");
     }
 }

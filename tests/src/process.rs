@@ -273,10 +273,21 @@ impl Daemon {
     }
 }
 
-/// Runs a scenario of `tests/py/mcp_client.py` with the official MCP Python SDK and
+/// Runs a scenario of `tests/py/mcp_client.py` with the official MCP Python SDK 1.x and
 /// returns the JSON objects it printed, by `step`.
 pub fn python_sdk(args: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
     python("mcp_client.py", args)
+}
+
+/// Runs a scenario of `tests/py/mcp2_client.py` with the MCP Python SDK 2.x (its own
+/// venv, `tests/.venv-mcp2`): Streamable HTTP only.
+pub fn python_sdk2(args: &[&str]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    python_in(
+        ".venv-mcp2",
+        "requirements-mcp2.txt",
+        "mcp2_client.py",
+        args,
+    )
 }
 
 /// Runs `tests/py/<script>` in the test venv; its JSON lines, keyed by their `step`.
@@ -284,11 +295,20 @@ pub fn python(
     script: &str,
     args: &[&str],
 ) -> std::collections::BTreeMap<String, serde_json::Value> {
+    python_in(".venv", "requirements.txt", script, args)
+}
+
+fn python_in(
+    venv: &str,
+    requirements: &str,
+    script: &str,
+    args: &[&str],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
+    let python = root.join(venv).join("bin/python");
     assert!(
         python.exists(),
-        "{} missing: tests/run.sh creates it (python3 -m venv tests/.venv; pip install -r tests/py/requirements.txt)",
+        "{} missing: tests/run.sh creates it (python3 -m venv tests/{venv}; pip install -r tests/py/{requirements})",
         python.display()
     );
     let out = Command::new(python)
@@ -301,7 +321,7 @@ pub fn python(
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "python {args:?} failed:\n{stdout}\n{}",
+        "python {script} {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout

@@ -134,9 +134,9 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
     assert!(
         scrape.sum(
             "mcp_api_calls_total",
-            &[("provider", "kimi"), ("model", "kimi-k2-0905-preview")]
+            &[("provider", "kimi"), ("model", "kimi-k2.6")]
         ) == 1.0,
-        "aliases count under the model's real name"
+        "aliases (here a retired id) count under the model's real name"
     );
     assert!(scrape.sum("mcp_tokens_total", &[("type", "output")]) > 0.0);
     assert_eq!(
@@ -300,5 +300,51 @@ fn the_series_of_a_departed_daemon_expire() {
             .scrape()
             .sum("mcp_requests_total", &[("method", "call_tool")]),
         0.0
+    );
+}
+
+#[test]
+fn a_model_the_agent_never_heard_of_is_labelled_by_name_and_past_the_cap_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    // Room for the built-in table and one more model.
+    let cap = exai_daemon::providers::MODELS.len() + 1;
+    let agent = Agent::start_with(&socket, &[("EXAI_METRICS_MAX_MODELS", cap.to_string())]);
+    let file = dir.path().join("models.json");
+    std::fs::write(
+        &file,
+        r#"{"models": [{"name": "glm-new-a", "provider": "glm"}, {"name": "glm-new-b", "provider": "glm"}]}"#,
+    )
+    .unwrap();
+    let llm = FakeLlmProc::start(&["--extra-models", "glm:glm-new-a,glm:glm-new-b"]);
+    let daemon = Daemon::with_llm(
+        &socket,
+        llm.port,
+        &[("EXAI_MODELS_FILE", file.display().to_string())],
+    );
+    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    ws.initialize("2025-11-25");
+    for model in ["glm-new-a", "glm-new-b"] {
+        let answer = chat(&mut ws, json!({"prompt": "hi", "model": model}));
+        assert_eq!(answer["isError"], false, "{answer}");
+    }
+    agent.wait_metric("mcp_api_calls_total", &[("provider", "glm")], |v| v == 2.0);
+    let scrape = agent.scrape();
+    assert_eq!(
+        scrape.sum("mcp_api_calls_total", &[("model", "glm-new-a")]),
+        1.0,
+        "a model only the daemon's catalogue knows keeps its name"
+    );
+    assert_eq!(
+        scrape.sum("mcp_api_calls_total", &[("model", "glm-new-b")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.sum(
+            "mcp_api_calls_total",
+            &[("provider", "glm"), ("model", "other")]
+        ),
+        1.0,
+        "past the cap, other"
     );
 }

@@ -208,7 +208,7 @@ fn the_daemon_serves_alone(project: &Project, sent: &mut u64, report: &mut Repor
     assert_eq!(steps["chat"]["is_error"], false, "{steps:?}");
     assert_eq!(steps["continue"]["is_error"], false, "{steps:?}");
     assert_eq!(
-        steps["continue"]["meta"]["history_turns"], 1,
+        steps["continue"]["structured"]["history_turns"], 1,
         "the thread lives in Redis: {steps:?}"
     );
     *sent += 2;
@@ -445,7 +445,7 @@ fn two_daemons_share_one_agent(project: &Project, sent: &mut u64, report: &mut R
         steps["first"]["meta"]["continuation_id"]
     );
     assert_eq!(
-        steps["second"]["meta"]["history_turns"], 1,
+        steps["second"]["structured"]["history_turns"], 1,
         "the second daemon read the first one's turn: {steps:?}"
     );
     *sent += 2;
@@ -604,7 +604,7 @@ fn session(port: u16) -> RawWs {
 
 fn spool_records(ws: &mut RawWs) -> u64 {
     let status = ws.call_tool("status", json!({}));
-    status["result"]["_meta"]["supabase"]["spool_records"]
+    status["result"]["structuredContent"]["supabase"]["spool_records"]
         .as_u64()
         .unwrap_or_else(|| panic!("no spool_records in {status}"))
 }

@@ -1,5 +1,6 @@
-//! The real `fake-llm` binary speaks the chat-completions wire format, and fails on
-//! request the ways the Kimi and GLM APIs do.
+//! The real `fake-llm` binary speaks the chat-completions wire format as Moonshot (Kimi)
+//! and Z.ai (GLM) do today — usage shapes, thinking, model lists, unknown models — and
+//! fails on request the ways their APIs do.
 
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::PATIENCE;
@@ -19,7 +20,7 @@ fn start() -> FakeLlmProc {
 
 fn chat(message: &str, stream: bool) -> Value {
     json!({
-        "model": "kimi-k2",
+        "model": "kimi-k2.6",
         "messages": [
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": message},
@@ -89,28 +90,38 @@ async fn a_plain_request_gets_the_echo_and_word_counts() {
     );
     assert_eq!(body["object"], "chat.completion");
     assert!(body["created"].as_u64().unwrap() > 1_600_000_000);
-    assert_eq!(body["model"], "kimi-k2");
+    assert_eq!(body["model"], "kimi-k2.6");
     let choice = &body["choices"][0];
     assert_eq!(choice["index"], 0);
     assert_eq!(choice["message"]["role"], "assistant");
     assert_eq!(choice["message"]["content"], "echo: hello there world");
+    assert!(choice["message"].get("reasoning_content").is_none());
     assert_eq!(choice["finish_reason"], "stop");
-    // "be brief" + "hello there world"; "echo:" + three words.
+    // "be brief" + "hello there world"; "echo:" + three words; "be brief" came before
+    // the last message (Moonshot puts cached_tokens directly in usage).
     assert_eq!(
         body["usage"],
-        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
+        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9, "cached_tokens": 2,
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
 
-    // GLM's base path reaches the same handler.
+    // GLM's base path answers as Z.ai.
+    let mut glm = chat("glm here", false);
+    glm["model"] = "glm-4.5-flash".into();
     let response = Client::new()
         .post(fake.url("/api/paas/v4/chat/completions"))
         .bearer_auth(KEY)
-        .json(&chat("glm here", false))
+        .json(&glm)
         .send()
         .await
         .unwrap();
     let body = json_of(response).await;
     assert_eq!(body["choices"][0]["message"]["content"], "echo: glm here");
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7,
+               "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": {"cached_tokens": 2}})
+    );
 }
 
 #[tokio::test]
@@ -132,7 +143,7 @@ async fn a_stream_reassembles_to_the_same_text_and_ends_with_usage_then_done() {
     for (i, chunk) in chunks.iter().enumerate() {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(&chunk["id"], id);
-        assert_eq!(chunk["model"], "kimi-k2");
+        assert_eq!(chunk["model"], "kimi-k2.6");
         let role = &chunk["choices"][0]["delta"]["role"];
         assert_eq!(role.as_str(), (i == 0).then_some("assistant"), "{chunk}");
     }
@@ -146,10 +157,169 @@ async fn a_stream_reassembles_to_the_same_text_and_ends_with_usage_then_done() {
 
     assert_eq!(last["choices"][0]["delta"], json!({}));
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    // Moonshot streams usage inside the closing choice.
+    assert!(last.get("usage").is_none(), "{last}");
     assert_eq!(
-        last["usage"],
-        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
+        last["choices"][0]["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9, "cached_tokens": 2,
+               "completion_tokens_details": {"reasoning_tokens": 0}})
     );
+}
+
+async fn post_to(fake: &FakeLlmProc, path: &str, body: &Value) -> Response {
+    Client::new()
+        .post(fake.url(path))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("fake-llm answers")
+}
+
+#[tokio::test]
+async fn a_thinking_model_streams_its_reasoning_before_the_answer() {
+    let fake = FakeLlmProc::start(&["--key", KEY, "--think-ms", "200"]);
+    let mut body = chat("why [think:100]", true);
+    body["model"] = "glm-5".into();
+    let response = post_to(&fake, "/api/paas/v4/chat/completions", &body).await;
+    let (data, end) = events(response).await;
+    end.unwrap();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let reasoning: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    // 200 ms configured + 100 ms asked, one step per 50 ms.
+    assert_eq!(reasoning.concat(), "step1 step2 step3 step4 step5 step6");
+    let first_answer = chunks
+        .iter()
+        .position(|c| c["choices"][0]["delta"]["content"].is_string())
+        .unwrap();
+    assert_eq!(
+        first_answer, 6,
+        "every reasoning chunk comes before the answer"
+    );
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 6);
+    assert_eq!(usage["completion_tokens"], 6 + 2);
+
+    // Disabled thinking: no reasoning at all, and the request recorded what it asked.
+    body["thinking"] = json!({"type": "disabled"});
+    body["stream"] = false.into();
+    let whole = json_of(post_to(&fake, "/api/paas/v4/chat/completions", &body).await).await;
+    assert!(
+        whole["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none(),
+        "{whole}"
+    );
+    assert_eq!(
+        whole["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        0
+    );
+    let log = json_of(
+        Client::new()
+            .get(fake.url("/_requests"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(log[1]["body"]["thinking"], json!({"type": "disabled"}));
+
+    // A whole answer carries its reasoning in the message.
+    body["thinking"] = json!({"type": "enabled"});
+    let whole = json_of(post_to(&fake, "/api/paas/v4/chat/completions", &body).await).await;
+    assert_eq!(
+        whole["choices"][0]["message"]["reasoning_content"],
+        "step1 step2 step3 step4 step5 step6"
+    );
+}
+
+#[tokio::test]
+async fn each_provider_lists_its_models_and_refuses_others_its_own_way() {
+    let fake = FakeLlmProc::start(&[
+        "--key",
+        KEY,
+        "--extra-models",
+        "glm:glm-9-preview",
+        "--no-model-list",
+        "kimi",
+    ]);
+    let list = |path: &'static str| {
+        let url = fake.url(path);
+        async move {
+            Client::new()
+                .get(url)
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let glm = json_of(list("/api/paas/v4/models").await).await;
+    let ids: Vec<&str> = glm["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"glm-4.5-flash") && ids.contains(&"glm-9-preview"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"kimi-k2.6"));
+    assert_eq!(list("/v1/models").await.status(), StatusCode::NOT_FOUND);
+
+    let mut body = chat("hi", false);
+    body["model"] = "kimi-k2-0905-preview".into();
+    let response = post_to(&fake, "/v1/chat/completions", &body).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_of(response).await,
+        json!({"error": {"message": "Not found the model kimi-k2-0905-preview or Permission denied",
+                         "type": "resource_not_found_error"}})
+    );
+    body["model"] = "glm-0".into();
+    let response = post_to(&fake, "/api/paas/v4/chat/completions", &body).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let refusal = json_of(response).await;
+    assert_eq!(refusal["error"]["code"], "1211");
+    assert_eq!(
+        refusal["error"]["message"],
+        "Unknown Model, please check the model code."
+    );
+    body["model"] = "glm-9-preview".into();
+    assert_eq!(
+        post_to(&fake, "/api/paas/v4/chat/completions", &body)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_stream_the_client_drops_is_counted_as_abandoned() {
+    let fake = start();
+    let response = post(&fake, &chat("[fault:stall-stream] one two", true)).await;
+    let mut body = response.bytes_stream();
+    assert!(body.next().await.unwrap().is_ok());
+    drop(body);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while stats(&fake).await["abandoned"] != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drop was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A stream read to its end is not.
+    let (_, end) = events(post(&fake, &chat("whole", true)).await).await;
+    end.unwrap();
+    assert_eq!(stats(&fake).await["abandoned"], 1);
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
-//! The daemon driven by the official MCP Python SDK (mcp[ws]==1.30.0) over WebSocket,
-//! Streamable HTTP, and stdio through `exai-daemon bridge`.
+//! The daemon driven by the official MCP Python SDK: 1.30 (mcp[ws]==1.30.0) over
+//! WebSocket, Streamable HTTP and stdio through `exai-daemon bridge`, and the newest 2.x
+//! over Streamable HTTP (2.x has no WebSocket client). A model calling `chat` sees the
+//! continuation_id in what clients hand it (the text and `structuredContent`), and every
+//! result validates against its tool's `outputSchema` with each SDK.
 
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::mcp;
 use exai_tests::metrics::http_get;
-use exai_tests::process::{bin_path, python_sdk};
+use exai_tests::process::{bin_path, python_sdk, python_sdk2};
 use exai_tests::Daemon;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,23 +34,55 @@ fn received(llm: &FakeLlmProc) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// What both SDKs show of a conversation.
 fn assert_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
     assert_eq!(steps["initialize"]["protocol"], "2025-11-25");
     assert_eq!(steps["initialize"]["server"], "exai");
     assert_eq!(
+        steps["initialize"]["tasks"],
+        json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}),
+        "the 2025-11-25 tasks capability"
+    );
+    assert_eq!(
         steps["tools"]["names"],
         json!(["chat", "listmodels", "status", "version"])
     );
-    assert_eq!(steps["tools"]["schema_types"], json!(["object"]));
+    assert_eq!(steps["tools"]["output_schema_types"], json!(["object"]));
+    assert_eq!(
+        steps["tools"]["titles"]["chat"],
+        "Chat with a Kimi or GLM model"
+    );
 
     let chat = &steps["chat"];
     assert_eq!(chat["is_error"], false);
-    assert_eq!(chat["text"], "echo: hello from the sdk");
+    assert_eq!(
+        chat["validated"], true,
+        "chat's result matches its outputSchema"
+    );
+    let structured = &chat["structured"];
+    let id = structured["continuation_id"]
+        .as_str()
+        .expect("continuation_id in structuredContent");
+    assert_eq!(structured["answer"], "echo: hello from the sdk");
+    assert_eq!(structured["model"], "glm-4.5-flash");
+    assert_eq!(structured["history_turns"], 0);
+    let text = chat["text"].as_str().unwrap();
+    assert!(text.starts_with("echo: hello from the sdk\n\n"), "{text}");
+    let last_line = text.lines().last().unwrap();
+    assert_eq!(
+        last_line,
+        format!("continuation_id: {id} (pass it to chat as continuation_id to continue this conversation)")
+    );
     assert_eq!(
         chat["meta"]["correlation_id"], TRACE_ID,
         "the traceparent's trace id comes back in _meta"
     );
-    assert_eq!(chat["meta"]["model"], "glm-4.5-flash");
+    assert_eq!(chat["meta"]["continuation_id"], id);
+    assert!(
+        chat["meta"].get("usage").is_none() && chat["meta"].get("model").is_none(),
+        "_meta stays lean: {}",
+        chat["meta"]
+    );
     let progress: Vec<f64> = chat["progress"]
         .as_array()
         .unwrap()
@@ -64,13 +99,18 @@ fn assert_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
     );
 
     let next = &steps["continue"];
+    assert_eq!(next["validated"], true);
+    assert_eq!(next["structured"]["continuation_id"], id);
+    assert_eq!(next["structured"]["history_turns"], 1);
+    assert_eq!(next["structured"]["history_available"], true);
+    for tool in ["listmodels", "status", "version"] {
+        assert_eq!(steps[tool]["validated"], true, "{tool}: {}", steps[tool]);
+    }
     assert_eq!(
-        next["meta"]["continuation_id"],
-        chat["meta"]["continuation_id"]
+        steps["listmodels"]["structured"]["default_model"],
+        "glm-4.5-flash"
     );
-    assert_eq!(next["meta"]["history_turns"], 1);
     assert_eq!(steps["ping"]["ok"], true);
-    assert_eq!(steps["set_level"]["ok"], true);
 
     // The provider saw the correlation id, and the earlier turn on continuation.
     let requests = received(llm);
@@ -105,6 +145,22 @@ fn the_python_sdk_works_over_websocket() {
     let daemon = daemon(&dir, &llm);
     let steps = python_sdk(&["ws", &daemon.ws_url()]);
     assert_conversation(&steps, &llm);
+    assert_eq!(steps["set_level"]["ok"], true);
+    let tools = &steps["tools"];
+    assert_eq!(
+        tools["execution"]["chat"], "optional",
+        "chat may run as a task"
+    );
+    assert_eq!(tools["execution"]["version"], Value::Null);
+    assert_eq!(
+        tools["annotations"]["chat"],
+        json!({"title": "Chat with a Kimi or GLM model", "readOnlyHint": false, "destructiveHint": false,
+               "idempotentHint": false, "openWorldHint": true})
+    );
+    for tool in ["listmodels", "status", "version"] {
+        assert_eq!(tools["annotations"][tool]["readOnlyHint"], true, "{tool}");
+        assert_eq!(tools["annotations"][tool]["openWorldHint"], false, "{tool}");
+    }
 }
 
 #[test]
@@ -114,6 +170,17 @@ fn the_python_sdk_works_over_streamable_http() {
     let daemon = daemon(&dir, &llm);
     let steps = python_sdk(&["http", &daemon.http_url()]);
     assert_conversation(&steps, &llm);
+    assert_eq!(steps["tools"]["execution"]["chat"], "optional");
+}
+
+#[test]
+fn the_newest_python_sdk_works_over_streamable_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let steps = python_sdk2(&["http", &daemon.http_url()]);
+    assert_conversation(&steps, &llm);
+    assert_eq!(steps["tools"]["read_only"]["status"], true);
 }
 
 #[test]
@@ -136,7 +203,7 @@ fn cancellation_aborts_the_model_call_and_sends_no_response() {
     let steps = python_sdk(&["cancel", &daemon.ws_url()]);
     assert_eq!(steps["cancel"]["answered"], false, "{:?}", steps["cancel"]);
     // Were the upstream call still running, it would hold its place for 30 s.
-    assert_eq!(steps["status"]["meta"]["in_flight"], 0);
+    assert_eq!(steps["status"]["structured"]["in_flight"], 0);
 }
 
 #[test]

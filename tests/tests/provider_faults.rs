@@ -37,7 +37,7 @@ fn assert_fails_then_recovers(ws: &mut RawWs, prompt: &str, expected: &[&str]) {
     }
     let ok = chat(ws, "all good now");
     assert_eq!(ok["isError"], false, "after {prompt}: {ok}");
-    assert_eq!(ok["content"][0]["text"], "echo: all good now");
+    assert_eq!(ok["structuredContent"]["answer"], "echo: all good now");
 }
 
 #[test]
@@ -47,12 +47,15 @@ fn transient_faults_are_retried_until_they_pass() {
     let (_daemon, mut ws) = setup(&dir, &llm);
     let ok = chat(&mut ws, "busy twice [fault:429x2 retry-after=1]");
     assert_eq!(ok["isError"], false, "{ok}");
-    assert_eq!(ok["_meta"]["attempts"], 3, "two 429s, then success: {ok}");
+    assert_eq!(
+        ok["structuredContent"]["attempts"], 3,
+        "two 429s, then success: {ok}"
+    );
     let ok = chat(&mut ws, "one hiccup [fault:500x1]");
     assert_eq!(ok["isError"], false, "{ok}");
-    assert_eq!(ok["_meta"]["attempts"], 2);
+    assert_eq!(ok["structuredContent"]["attempts"], 2);
     let ok = chat(&mut ws, "connection reset once [fault:503x1]");
-    assert_eq!(ok["_meta"]["attempts"], 2, "{ok}");
+    assert_eq!(ok["structuredContent"]["attempts"], 2, "{ok}");
 }
 
 #[test]
@@ -208,7 +211,7 @@ fn a_provider_without_a_key_is_listed_as_unavailable_with_the_reason() {
     let daemon = Daemon::start(&dir.path().join("events.sock"));
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
-    let status = ws.call_tool("status", json!({}))["result"]["_meta"].clone();
+    let status = ws.call_tool("status", json!({}))["result"]["structuredContent"].clone();
     for p in status["providers"].as_array().unwrap() {
         assert_eq!(p["available"], false);
         assert!(
@@ -229,4 +232,13 @@ fn a_provider_without_a_key_is_listed_as_unavailable_with_the_reason() {
     let models = ws.call_tool("listmodels", json!({}));
     assert!(result_text(&models)
         .contains("glm (unavailable: no API key: set GLM_API_KEY (or ZHIPUAI_API_KEY))"));
+    let glm = &models["result"]["structuredContent"]["providers"][1];
+    assert_eq!(
+        (
+            glm["provider"].as_str(),
+            glm["available"].as_bool(),
+            glm["model_list"].as_str()
+        ),
+        (Some("glm"), Some(false), Some("unavailable"))
+    );
 }

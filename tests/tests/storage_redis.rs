@@ -78,7 +78,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn status(ws: &mut RawWs) -> Value {
-    ws.call_tool("status", json!({}))["result"]["_meta"].clone()
+    ws.call_tool("status", json!({}))["result"]["structuredContent"].clone()
 }
 
 #[test]
@@ -92,10 +92,10 @@ fn history_reaches_the_provider_survives_a_daemon_restart_and_expires() {
     let mut ws = session(&daemon);
     let first = chat(&mut ws, "what is a spool?", None);
     let id = continuation(&first);
-    assert_eq!(first["_meta"]["history_turns"], 0);
+    assert_eq!(first["structuredContent"]["history_turns"], 0);
     let second = chat(&mut ws, "and why a checksum?", Some(&id));
-    assert_eq!(second["_meta"]["history_turns"], 1);
-    assert_eq!(second["_meta"]["history_available"], true);
+    assert_eq!(second["structuredContent"]["history_turns"], 1);
+    assert_eq!(second["structuredContent"]["history_available"], true);
     assert_eq!(
         sent_to_provider(&llm, "and why a checksum?"),
         pairs(&[
@@ -121,7 +121,7 @@ fn history_reaches_the_provider_survives_a_daemon_restart_and_expires() {
     let daemon = start_daemon(dir.path(), &llm, &redis.url(), &env);
     let mut ws = session(&daemon);
     let third = chat(&mut ws, "still there?", Some(&id));
-    assert_eq!(third["_meta"]["history_turns"], 2, "{third}");
+    assert_eq!(third["structuredContent"]["history_turns"], 2, "{third}");
     assert_eq!(sent_to_provider(&llm, "still there?").len(), 5);
     let status = status(&mut ws);
     assert_eq!(
@@ -145,7 +145,11 @@ fn only_the_newest_turns_are_kept() {
     let id = continuation(&chat(&mut ws, "q0", None));
     for i in 1..6 {
         let result = chat(&mut ws, &format!("q{i}"), Some(&id));
-        assert_eq!(result["_meta"]["history_turns"], i.min(3), "{result}");
+        assert_eq!(
+            result["structuredContent"]["history_turns"],
+            i.min(3),
+            "{result}"
+        );
     }
     let stored: Value = serde_json::from_str(
         &redis
@@ -183,8 +187,11 @@ fn a_redis_killed_mid_run_costs_history_not_answers_and_comes_back_alone() {
 
     redis.kill();
     let blind = chat(&mut ws, "do you remember?", Some(&id));
-    assert_eq!(blind["_meta"]["history_available"], false, "{blind}");
-    assert_eq!(blind["_meta"]["history_turns"], 0);
+    assert_eq!(
+        blind["structuredContent"]["history_available"], false,
+        "{blind}"
+    );
+    assert_eq!(blind["structuredContent"]["history_turns"], 0);
     let text = blind["content"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("echo: do you remember?"), "{text}");
     assert!(
@@ -211,9 +218,12 @@ fn a_redis_killed_mid_run_costs_history_not_answers_and_comes_back_alone() {
     });
     daemon.proc.wait_for_log("Redis reachable again");
     let back = chat(&mut ws, "and now?", Some(&id));
-    assert_eq!(back["_meta"]["history_available"], true, "{back}");
+    assert_eq!(
+        back["structuredContent"]["history_available"], true,
+        "{back}"
+    );
     // The turn saved before the kill is back (Redis kept it on disk).
-    assert_eq!(back["_meta"]["history_turns"], 1);
+    assert_eq!(back["structuredContent"]["history_turns"], 1);
     assert_eq!(sent_to_provider(&llm, "and now?")[0].1, "remember me");
 }
 
@@ -227,7 +237,7 @@ fn a_redis_down_at_start_is_picked_up_when_it_comes() {
     daemon.proc.wait_for_log("Redis unreachable at start");
     let mut ws = session(&daemon);
     let first = chat(&mut ws, "hello", None);
-    assert_eq!(first["_meta"]["history_available"], false);
+    assert_eq!(first["structuredContent"]["history_available"], false);
     assert!(result_text(&json!({"result": first})).contains("this turn was not saved"));
 
     redis.restart();
@@ -236,7 +246,7 @@ fn a_redis_down_at_start_is_picked_up_when_it_comes() {
     });
     let id = continuation(&chat(&mut ws, "one", None));
     let two = chat(&mut ws, "two", Some(&id));
-    assert_eq!(two["_meta"]["history_turns"], 1, "{two}");
+    assert_eq!(two["structuredContent"]["history_turns"], 1, "{two}");
 }
 
 #[test]
@@ -262,7 +272,7 @@ fn a_stalled_redis_does_not_hold_up_the_chat() {
         );
         let text = result["content"][0]["text"].as_str().unwrap();
         assert!(text.starts_with(&format!("echo: {prompt}")), "{text}");
-        assert_eq!(result["_meta"]["history_available"], false);
+        assert_eq!(result["structuredContent"]["history_available"], false);
         assert!(
             text.contains("[conversation history unavailable: redis storage"),
             "{text}"

@@ -80,7 +80,7 @@ fn chats(daemon: &Daemon, tag: &str, count: usize) -> BTreeSet<String> {
 }
 
 fn supabase_status(ws: &mut RawWs) -> Value {
-    ws.call_tool("status", json!({}))["result"]["_meta"]["supabase"].clone()
+    ws.call_tool("status", json!({}))["result"]["structuredContent"]["supabase"].clone()
 }
 
 fn wait_spool(ws: &mut RawWs, records: u64) {

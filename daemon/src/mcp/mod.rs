@@ -2,9 +2,12 @@
 //! cancellation. Each request is counted exactly and sampled as an event here, whatever
 //! transport brought it.
 
+pub mod compat;
 pub mod correlation;
+mod tasks;
 
-use crate::tools::{self, InvalidParams, Tools};
+use crate::providers::CallProgress;
+use crate::tools::{self, InvalidParams, ToolOutput, Tools};
 use crate::EventEmitter;
 use exai_proto::{
     CorrelationId, EventKind, McpMethod, RequestStatus, SampleClass, Tool, Transport,
@@ -18,6 +21,7 @@ use rmcp::model::{
     CustomResult, DiscoverResult, ErrorCode, ErrorData, Implementation, InitializeRequestParams,
     InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
     ProgressNotificationParam, ProgressToken, ProtocolVersion, ServerCapabilities, ServerConfig,
+    ToolAnnotations,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -39,11 +43,16 @@ pub struct McpCore {
 #[derive(Clone)]
 pub struct McpHandler {
     core: Arc<McpCore>,
+    /// Tells this session's tasks from others' for `tasks/list`.
+    session: u64,
 }
 
 impl McpHandler {
     pub fn new(core: Arc<McpCore>) -> Self {
-        Self { core }
+        Self {
+            core,
+            session: rand::random(),
+        }
     }
 
     fn count(
@@ -55,23 +64,15 @@ impl McpHandler {
         started: Instant,
         correlation: &CorrelationId,
     ) {
-        let transport = transport(ctx);
-        self.core
-            .emitter
-            .totals()
-            .request(transport, method, tool, status);
-        let duration_us = started.elapsed().as_micros() as u64;
-        self.core
-            .emitter
-            .record(SampleClass::Requests, correlation, || {
-                EventKind::McpRequest {
-                    transport,
-                    method,
-                    tool,
-                    status,
-                    duration_us,
-                }
-            });
+        count_request(
+            &self.core.emitter,
+            transport(ctx),
+            method,
+            tool,
+            status,
+            started,
+            correlation,
+        );
     }
 
     fn count_simple<T>(
@@ -89,6 +90,29 @@ impl McpHandler {
         let correlation = correlation::from_request(&ctx.meta, headers(ctx));
         self.count(ctx, method, Tool::None, status, started, &correlation);
     }
+}
+
+/// Counts a request exactly and samples it as an event.
+fn count_request(
+    emitter: &EventEmitter,
+    transport: Transport,
+    method: McpMethod,
+    tool: Tool,
+    status: RequestStatus,
+    started: Instant,
+    correlation: &CorrelationId,
+) {
+    emitter.totals().request(transport, method, tool, status);
+    let duration_us = started.elapsed().as_micros() as u64;
+    emitter.record(SampleClass::Requests, correlation, || {
+        EventKind::McpRequest {
+            transport,
+            method,
+            tool,
+            status,
+            duration_us,
+        }
+    });
 }
 
 fn headers(ctx: &RequestContext<RoleServer>) -> Option<&http::HeaderMap> {
@@ -113,6 +137,21 @@ const KNOWN_METHODS: &[&str] = &[
     "tools/call",
     "logging/setLevel",
 ];
+
+/// A tool's output as an MCP result: text, `structuredContent`, and `_meta` with the
+/// request's correlation id.
+fn call_tool_result(output: ToolOutput, correlation: &CorrelationId) -> CallToolResult {
+    let mut meta = output.meta;
+    meta.insert("correlation_id".into(), correlation.as_str().into());
+    let content = vec![ContentBlock::text(output.text)];
+    let mut result = if output.is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
+    result.structured_content = output.structured;
+    result.with_meta(Some(MetaObject(meta)))
+}
 
 impl ServerHandler for McpHandler {
     #[allow(deprecated)]
@@ -159,14 +198,22 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let started = Instant::now();
+        let object = |v: serde_json::Value| match v {
+            serde_json::Value::Object(map) => Arc::new(map),
+            _ => Arc::new(serde_json::Map::new()),
+        };
         let listed = tools::specs()
             .into_iter()
             .map(|spec| {
-                let rmcp_json = match spec.input_schema {
-                    serde_json::Value::Object(map) => map,
-                    _ => serde_json::Map::new(),
-                };
-                rmcp::model::Tool::new(spec.name, spec.description, Arc::new(rmcp_json))
+                let hints = ToolAnnotations::with_title(spec.title)
+                    .read_only(spec.hints.read_only)
+                    .destructive(spec.hints.destructive)
+                    .idempotent(spec.hints.idempotent)
+                    .open_world(spec.hints.open_world);
+                rmcp::model::Tool::new(spec.name, spec.description, object(spec.input_schema))
+                    .with_title(spec.title)
+                    .with_raw_output_schema(object(spec.output_schema))
+                    .with_annotations(hints)
             })
             .collect();
         let result = Ok(ListToolsResult::with_all_items(listed));
@@ -203,6 +250,9 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         let method = request.method.as_str();
+        if let Some(task_method) = tasks::TaskMethod::of(method) {
+            return self.task_request(task_method, request.params, ctx).await;
+        }
         let result = if KNOWN_METHODS.contains(&method) {
             Err(ErrorData::invalid_params(
                 format!("invalid params for {method}"),
@@ -225,16 +275,18 @@ impl ServerHandler for McpHandler {
         let tool = tools::tool_label(&request.name);
         let span =
             tracing::info_span!("tools/call", correlation_id = %correlation, tool = %request.name);
+        let progress = CallProgress::default();
         let outcome = async {
             let work = self.core.tools.call(
                 &request.name,
                 request.arguments.as_ref(),
                 &correlation,
                 &ctx.ct,
+                Some(&progress),
             );
             match ctx.meta.get_progress_token() {
                 Some(token) => {
-                    with_progress(work, &ctx.peer, token, self.core.progress_every).await
+                    with_progress(work, &ctx.peer, token, self.core.progress_every, &progress).await
                 }
                 None => work.await,
             }
@@ -251,15 +303,7 @@ impl ServerHandler for McpHandler {
                 } else {
                     RequestStatus::Success
                 };
-                let mut meta = output.meta;
-                meta.insert("correlation_id".into(), correlation.as_str().into());
-                let content = vec![ContentBlock::text(output.text)];
-                let result = if output.is_error {
-                    CallToolResult::error(content)
-                } else {
-                    CallToolResult::success(content)
-                };
-                (status, Ok(result.with_meta(Some(MetaObject(meta))).into()))
+                (status, Ok(call_tool_result(output, &correlation).into()))
             }
         };
         self.count(
@@ -272,30 +316,6 @@ impl ServerHandler for McpHandler {
         );
         response
     }
-}
-
-/// Whether a message may be a `server/discover` request: a cheap prefilter, so that
-/// only those are parsed a second time.
-pub fn mentions_discover(message: &[u8]) -> bool {
-    static DISCOVER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("server/discover"));
-    DISCOVER.find(message).is_some()
-}
-
-/// Answers `server/discover` before rmcp sees it. rmcp 3.11 implements the 2026 draft's
-/// discovery and validates its `_meta` first (-32602); this server speaks up to
-/// 2025-11-25, and -32601 is what makes a newer client fall back to `initialize` at once.
-pub fn answer_before_dispatch(
-    message: &serde_json::Value,
-) -> Option<rmcp::model::ServerJsonRpcMessage> {
-    if message.get("method")?.as_str()? != "server/discover" {
-        return None;
-    }
-    let id = serde_json::from_value(message.get("id")?.clone()).ok()?;
-    Some(rmcp::model::ServerJsonRpcMessage::error(
-        method_not_found("server/discover"),
-        Some(id),
-    ))
 }
 
 /// Counts a request answered by the transport itself, before rmcp.
@@ -315,7 +335,7 @@ pub fn count_early(emitter: &EventEmitter, transport: Transport) {
     });
 }
 
-fn method_not_found(method: &str) -> ErrorData {
+pub(crate) fn method_not_found(method: &str) -> ErrorData {
     ErrorData::new(
         ErrorCode::METHOD_NOT_FOUND,
         format!("method not found: {method}"),
@@ -328,15 +348,17 @@ fn invalid_params(e: InvalidParams) -> ErrorData {
 }
 
 /// Runs `work`, sending `notifications/progress` with the client's token (its JSON type
-/// kept) right away and then every `every`, until it finishes. Each note is sent on its
-/// own task with a deadline, and a tick is skipped while the previous note is still on
-/// its way: a client that stops reading must not stall the work (which holds the model
-/// call's places and watches its deadline and cancellation).
+/// kept) right away and then every `every`, until it finishes; each says whether the
+/// model is thinking or answering. Each note is sent on its own task with a deadline, and
+/// a tick is skipped while the previous note is still on its way: a client that stops
+/// reading must not stall the work (which holds the model call's places and watches its
+/// deadline and cancellation).
 async fn with_progress<T>(
     work: impl Future<Output = T>,
     peer: &Peer<RoleServer>,
     token: ProgressToken,
     every: Duration,
+    progress: &CallProgress,
 ) -> T {
     tokio::pin!(work);
     let mut ticks = tokio::time::interval(every);
@@ -357,8 +379,9 @@ async fn with_progress<T>(
                     continue;
                 }
                 sent += 1;
+                let message = progress.view().describe(started.elapsed().as_secs());
                 let note = ProgressNotificationParam::new(token.clone(), f64::from(sent))
-                    .with_message(format!("working: {} s elapsed", started.elapsed().as_secs()));
+                    .with_message(message);
                 let peer = peer.clone();
                 pending = Some(tokio::spawn(async move {
                     // A client that cannot be told is not waited for.

@@ -2,8 +2,12 @@
 //! bounded, jittered retries on connect errors, 429 (honouring `Retry-After`) and 5xx,
 //! a deadline for the whole call, and cancellation that aborts the HTTP request.
 
+use super::progress::CallProgress;
 use super::secret::Secret;
-use super::wire::{Completion, CompletionRequest, ErrorBody, Message, StreamOptions, Usage};
+use super::wire::{
+    Completion, CompletionRequest, ErrorBody, Message, ModelList, StreamOptions, ThinkingField,
+    ThinkingType, Usage,
+};
 use eventsource_stream::Eventsource;
 use exai_proto::{CallStatus, Provider};
 use futures_util::StreamExt;
@@ -14,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// How much of an error body is kept for the message.
 const MAX_ERROR_MESSAGE: usize = 300;
+/// Largest `GET /models` answer read.
+const MAX_MODEL_LIST_BYTES: usize = 1 << 20;
+/// How long a `GET /models` may take.
+const MODEL_LIST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -59,14 +67,26 @@ pub struct ChatRequest<'a> {
     pub stream: bool,
     /// Sent as `X-Request-ID`, so the provider's logs can be matched with ours.
     pub request_id: &'a str,
+    /// `None` leaves the model's default.
+    pub thinking: Option<ThinkingType>,
+    /// Bound on output tokens, reasoning included; sent under the provider's name for it.
+    pub max_tokens: Option<u32>,
+    /// Keep the reasoning text for the caller (it is read either way).
+    pub keep_reasoning: bool,
+    /// Updated as the stream arrives.
+    pub progress: Option<&'a CallProgress>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatReply {
     pub content: String,
+    /// The reasoning, when it was asked to be kept and the model sent some.
+    pub reasoning: Option<String>,
     pub usage: Usage,
-    /// From sending the successful attempt to its first streamed token.
+    /// From sending the successful attempt to its first streamed token of any kind.
     pub ttft: Option<Duration>,
+    /// From sending the successful attempt to its first token of the answer itself.
+    pub ttfa: Option<Duration>,
     pub latency: Duration,
     pub attempts: u32,
     pub bytes: u64,
@@ -85,6 +105,8 @@ pub enum CallError {
     Server { status: u16, message: String },
     #[error("request rejected (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
+    #[error("the provider does not know this model (HTTP {status}): {message}")]
+    ModelNotFound { status: u16, message: String },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("cannot connect: {0}")]
@@ -103,6 +125,7 @@ impl CallError {
             CallError::RateLimited { .. } => CallStatus::RateLimited,
             CallError::Server { .. } => CallStatus::ServerError,
             CallError::Rejected { .. } | CallError::Malformed(_) => CallStatus::ClientError,
+            CallError::ModelNotFound { .. } => CallStatus::ModelNotFound,
             CallError::Timeout(_) => CallStatus::Timeout,
             CallError::Connect(_) => CallStatus::ConnectError,
             CallError::BrokenStream(_) => CallStatus::BrokenStream,
@@ -236,6 +259,12 @@ impl ProviderClient {
         key: &Secret,
         request: ChatRequest<'_>,
     ) -> Result<ChatReply, CallError> {
+        // Moonshot documents `max_completion_tokens` (Kimi K2.x ignores `max_tokens`);
+        // Z.ai takes only `max_tokens`.
+        let (max_tokens, max_completion_tokens) = match self.config.provider {
+            Provider::Kimi => (None, request.max_tokens),
+            _ => (request.max_tokens, None),
+        };
         let body = CompletionRequest {
             model: request.model,
             messages: request.messages,
@@ -244,7 +273,13 @@ impl ProviderClient {
             stream_options: request.stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            thinking: request.thinking.map(|kind| ThinkingField { kind }),
+            max_tokens,
+            max_completion_tokens,
         };
+        if let Some(progress) = request.progress {
+            progress.restart();
+        }
         let sent = Instant::now();
         let response = self
             .http
@@ -260,10 +295,41 @@ impl ProviderClient {
             return Err(error_response(response, key).await);
         }
         if request.stream {
-            read_stream(response, sent, key).await
+            read_stream(response, sent, key, request).await
         } else {
-            read_whole(response, key).await
+            read_whole(response, key, request.keep_reasoning).await
         }
+    }
+
+    /// The model ids `GET {base}/models` lists, for the catalogue.
+    pub async fn list_models(&self) -> Result<Vec<String>, String> {
+        let key = self
+            .config
+            .key
+            .as_ref()
+            .ok_or_else(|| self.config.unavailable_reason.clone())?;
+        let url = format!("{}/models", self.config.base_url.trim_end_matches('/'));
+        let request = async {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(key.expose())
+                .send()
+                .await
+                .map_err(|e| classify_send_error(&e, key).to_string())?;
+            if !response.status().is_success() {
+                return Err(error_response(response, key).await.to_string());
+            }
+            let body = read_limited(response, MAX_MODEL_LIST_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
+            let list: ModelList = serde_json::from_slice(&body)
+                .map_err(|e| format!("malformed model list: {}", key.scrub(&e.to_string())))?;
+            Ok(list.data.into_iter().map(|m| m.id).collect())
+        };
+        tokio::time::timeout(MODEL_LIST_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {MODEL_LIST_TIMEOUT:?}")))
     }
 }
 
@@ -298,9 +364,13 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let body = read_limited(response, 64 * 1024).await.unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorBody>(&body)
+    let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
+    let model_not_found = parsed
+        .as_ref()
+        .is_some_and(|b| b.error.is_model_not_found(status));
+    let message = parsed
         .map(|b| b.error.message)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
     let mut message = key.scrub(message.trim());
     if message.len() > MAX_ERROR_MESSAGE {
         let mut end = MAX_ERROR_MESSAGE;
@@ -314,6 +384,7 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
         message = "no details given".into();
     }
     match status {
+        _ if model_not_found => CallError::ModelNotFound { status, message },
         429 => CallError::RateLimited {
             retry_after,
             message,
@@ -338,19 +409,28 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u
     Ok(body)
 }
 
-async fn read_whole(response: reqwest::Response, key: &Secret) -> Result<ChatReply, CallError> {
+async fn read_whole(
+    response: reqwest::Response,
+    key: &Secret,
+    keep_reasoning: bool,
+) -> Result<ChatReply, CallError> {
     let body = read_limited(response, MAX_RESPONSE_BYTES).await?;
     let completion: Completion = serde_json::from_slice(&body)
         .map_err(|e| CallError::Malformed(key.scrub(&e.to_string())))?;
-    let content = completion
+    let message = completion
         .choices
         .iter()
-        .find_map(|c| c.message.as_ref().and_then(|m| m.content.clone()))
+        .find_map(|c| c.message.as_ref().filter(|m| m.content.is_some()))
         .ok_or_else(|| CallError::Malformed("no message in the completion".into()))?;
     Ok(ChatReply {
-        content,
+        content: message.content.clone().unwrap_or_default(),
+        reasoning: message
+            .reasoning_content
+            .clone()
+            .filter(|r| keep_reasoning && !r.is_empty()),
         usage: completion.usage().unwrap_or_default(),
         ttft: None,
+        ttfa: None,
         latency: Duration::ZERO,
         attempts: 0,
         bytes: body.len() as u64,
@@ -362,30 +442,48 @@ async fn read_stream(
     response: reqwest::Response,
     sent: Instant,
     key: &Secret,
+    request: ChatRequest<'_>,
 ) -> Result<ChatReply, CallError> {
     let mut events = response.bytes_stream().eventsource();
     let mut reply = ChatReply {
         content: String::new(),
+        reasoning: None,
         usage: Usage::default(),
         ttft: None,
+        ttfa: None,
         latency: Duration::ZERO,
         attempts: 0,
         bytes: 0,
         finish_reason: None,
     };
+    let mut reasoning = String::new();
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| CallError::BrokenStream(key.scrub(&error_chain(&e))))?;
         reply.bytes += event.data.len() as u64;
         if event.data.trim() == "[DONE]" {
+            reply.reasoning = (!reasoning.is_empty()).then_some(reasoning);
             return Ok(reply);
         }
         let chunk: Completion = serde_json::from_str(&event.data).map_err(|e| {
             CallError::Malformed(format!("bad stream chunk: {}", key.scrub(&e.to_string())))
         })?;
-        for choice in &chunk.choices {
-            if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
-                if !text.is_empty() && reply.ttft.is_none() {
-                    reply.ttft = Some(sent.elapsed());
+        for delta in chunk.choices.iter().filter_map(|c| c.delta.as_ref()) {
+            if let Some(text) = delta.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
+                reply.ttft.get_or_insert_with(|| sent.elapsed());
+                if let Some(progress) = request.progress {
+                    progress.thinking(text.len());
+                }
+                // Kept up to the answer's own bound; past it the rest is dropped.
+                if request.keep_reasoning && reasoning.len() + text.len() <= MAX_RESPONSE_BYTES {
+                    reasoning.push_str(text);
+                }
+            }
+            if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
+                let now = sent.elapsed();
+                reply.ttft.get_or_insert(now);
+                reply.ttfa.get_or_insert(now);
+                if let Some(progress) = request.progress {
+                    progress.answering(text.len());
                 }
                 reply.content.push_str(text);
             }

@@ -1,73 +1,146 @@
-//! The models the daemon serves, their aliases, and how `auto` and the default choose.
+//! The models built into the daemon: today's ids at Moonshot and Z.ai, and the ids those
+//! providers retired, each kept as an alias of its successor so that old configurations
+//! keep working. Sources: platform.kimi.ai/docs (models, "Using thinking models") and
+//! docs.z.ai/guides/llm (GLM-4.5, GLM-4.6, GLM-4.7, GLM-5). The live catalogue adds what a
+//! models file and each provider's `GET /models` list (see `catalogue`).
 
 use exai_proto::Provider;
 
+/// Whether a model reasons before it answers, and whether a request can change that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Thinking {
+    /// It answers at once; `thinking` is not sent.
+    Never,
+    /// It thinks by default; `"thinking": {"type": "disabled"}` turns it off.
+    Optional,
+    /// It always thinks; a request to disable thinking is refused here.
+    Always,
+    /// Not known (a model only the provider's list named): the request's choice is sent.
+    Unknown,
+}
+
+impl Thinking {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Thinking::Never => "none",
+            Thinking::Optional => "optional",
+            Thinking::Always => "always",
+            Thinking::Unknown => "unknown",
+        }
+    }
+
+    /// The spelling of a models file (`none`, `optional`, `always`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Thinking::Never),
+            "optional" => Some(Thinking::Optional),
+            "always" => Some(Thinking::Always),
+            _ => None,
+        }
+    }
+}
+
+/// A built-in model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelInfo {
-    /// The name the provider's API knows.
+    /// The id the provider's API knows.
     pub name: &'static str,
     pub provider: Provider,
-    /// Other names a client may use.
+    /// Other names a client may use: short names, and ids the provider retired.
     pub aliases: &'static [&'static str],
     pub context_window: u32,
+    pub thinking: Thinking,
     pub description: &'static str,
 }
 
+/// Moonshot retired the K2 previews, the K2 thinking models and `kimi-latest` on
+/// 2026-05-25 in favour of `kimi-k2.6`.
+const KIMI_RETIRED: &[&str] = &[
+    "kimi",
+    "kimi-k2",
+    "kimi-latest",
+    "kimi-k2-0711-preview",
+    "kimi-k2-0905-preview",
+    "kimi-k2-turbo-preview",
+    "kimi-k2-turbo",
+    "kimi-turbo",
+    "kimi-k2-thinking",
+    "kimi-k2-thinking-turbo",
+    "kimi-thinking-preview",
+    "kimi-thinking",
+];
+
 pub const MODELS: &[ModelInfo] = &[
     ModelInfo {
-        name: "kimi-k2-0905-preview",
+        name: "kimi-k2.6",
         provider: Provider::Kimi,
-        aliases: &["kimi-k2", "kimi"],
+        aliases: KIMI_RETIRED,
         context_window: 262_144,
-        description: "Kimi K2 (0905): strong general and coding model",
+        thinking: Thinking::Optional,
+        description: "Kimi K2.6: Moonshot's flagship, thinks before it answers unless told not to",
     },
     ModelInfo {
-        name: "kimi-k2-turbo-preview",
+        name: "kimi-k2.5",
         provider: Provider::Kimi,
-        aliases: &["kimi-k2-turbo", "kimi-turbo"],
+        aliases: &[],
         context_window: 262_144,
-        description: "Kimi K2 turbo: faster output",
-    },
-    ModelInfo {
-        name: "kimi-thinking-preview",
-        provider: Provider::Kimi,
-        aliases: &["kimi-thinking"],
-        context_window: 131_072,
-        description: "Kimi with extended reasoning",
+        thinking: Thinking::Optional,
+        description: "Kimi K2.5: the previous flagship, thinking by default",
     },
     ModelInfo {
         name: "moonshot-v1-8k",
         provider: Provider::Kimi,
         aliases: &[],
         context_window: 8_192,
-        description: "Moonshot v1, 8k context",
+        thinking: Thinking::Never,
+        description: "Moonshot v1, 8k context, answers at once",
     },
     ModelInfo {
         name: "moonshot-v1-32k",
         provider: Provider::Kimi,
         aliases: &[],
         context_window: 32_768,
-        description: "Moonshot v1, 32k context",
+        thinking: Thinking::Never,
+        description: "Moonshot v1, 32k context, answers at once",
     },
     ModelInfo {
         name: "moonshot-v1-128k",
         provider: Provider::Kimi,
         aliases: &[],
         context_window: 131_072,
-        description: "Moonshot v1, 128k context",
+        thinking: Thinking::Never,
+        description: "Moonshot v1, 128k context, answers at once",
+    },
+    ModelInfo {
+        name: "glm-5",
+        provider: Provider::Glm,
+        aliases: &["glm"],
+        context_window: 200_000,
+        thinking: Thinking::Optional,
+        description: "GLM-5: Z.ai's flagship for long agentic work, thinking by default",
+    },
+    ModelInfo {
+        name: "glm-4.7",
+        provider: Provider::Glm,
+        aliases: &[],
+        context_window: 200_000,
+        thinking: Thinking::Optional,
+        description: "GLM-4.7: strong coding model, thinking by default",
     },
     ModelInfo {
         name: "glm-4.6",
         provider: Provider::Glm,
-        aliases: &["glm"],
+        aliases: &[],
         context_window: 200_000,
-        description: "GLM-4.6: Zhipu's flagship",
+        thinking: Thinking::Optional,
+        description: "GLM-4.6",
     },
     ModelInfo {
         name: "glm-4.5",
         provider: Provider::Glm,
         aliases: &[],
         context_window: 128_000,
+        thinking: Thinking::Optional,
         description: "GLM-4.5",
     },
     ModelInfo {
@@ -75,6 +148,7 @@ pub const MODELS: &[ModelInfo] = &[
         provider: Provider::Glm,
         aliases: &["glm-air"],
         context_window: 128_000,
+        thinking: Thinking::Optional,
         description: "GLM-4.5 Air: lighter and cheaper",
     },
     ModelInfo {
@@ -82,6 +156,7 @@ pub const MODELS: &[ModelInfo] = &[
         provider: Provider::Glm,
         aliases: &["glm-flash", "flash"],
         context_window: 128_000,
+        thinking: Thinking::Optional,
         description: "GLM-4.5 Flash: fastest, free tier",
     },
 ];
@@ -89,111 +164,44 @@ pub const MODELS: &[ModelInfo] = &[
 /// The model used when a client asks for none, unless `DEFAULT_MODEL` says otherwise.
 pub const DEFAULT_MODEL: &str = "glm-4.5-flash";
 
-/// What `auto` prefers from each provider.
-const AUTO_PICKS: &[&str] = &["glm-4.5-flash", "kimi-k2-turbo-preview"];
+/// What `auto` (and a default whose provider is unavailable) tries, in order, before any
+/// other model a provider offers.
+pub const AUTO_PICKS: &[&str] = &["glm-4.5-flash", "kimi-k2.6", "glm-4.7", "kimi-k2.5"];
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    #[error("unknown model {0:?}; call listmodels for the models this server offers")]
-    Unknown(String),
-    #[error("model {model} needs provider {provider}, which is unavailable: {why}")]
-    ProviderUnavailable {
-        model: &'static str,
-        provider: Provider,
-        why: String,
-    },
-    #[error("no provider is available: set KIMI_API_KEY or GLM_API_KEY")]
-    NoProvider,
-}
-
-/// Finds a model by name or alias, case-insensitively.
-pub fn lookup(name: &str) -> Option<&'static ModelInfo> {
-    let name = name.trim();
-    MODELS.iter().find(|m| {
-        m.name.eq_ignore_ascii_case(name) || m.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-    })
-}
-
-/// Resolves what a client asked for. Empty means the default model; `auto` means the
-/// default if its provider is available, else the first available provider's pick.
-/// `unavailable(p)` gives the reason a provider cannot be used, or `None` when it can.
-pub fn resolve(
-    requested: Option<&str>,
-    default_model: &'static ModelInfo,
-    unavailable: impl Fn(Provider) -> Option<String>,
-) -> Result<&'static ModelInfo, ModelError> {
-    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
-    let model = match requested {
-        None => default_model,
-        Some(r) if r.eq_ignore_ascii_case("auto") => {
-            if unavailable(default_model.provider).is_none() {
-                return Ok(default_model);
-            }
-            return AUTO_PICKS
-                .iter()
-                .filter_map(|name| lookup(name))
-                .find(|m| unavailable(m.provider).is_none())
-                .ok_or(ModelError::NoProvider);
-        }
-        Some(r) => lookup(r).ok_or_else(|| ModelError::Unknown(r.to_string()))?,
-    };
-    match unavailable(model.provider) {
-        None => Ok(model),
-        Some(why) => Err(ModelError::ProviderUnavailable {
-            model: model.name,
-            provider: model.provider,
-            why,
-        }),
-    }
-}
+/// The providers the daemon talks to (`Provider::Other` is only a label value).
+pub const SERVED: [Provider; 2] = [Provider::Kimi, Provider::Glm];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
-    fn every_model_name_fits_the_wire() {
+    fn every_name_and_alias_is_distinct_and_fits_the_wire() {
+        let mut seen = HashSet::new();
         for model in MODELS {
             assert_eq!(exai_proto::ModelName::new(model.name).as_str(), model.name);
+            for name in std::iter::once(&model.name).chain(model.aliases) {
+                assert!(seen.insert(name.to_ascii_lowercase()), "{name} twice");
+            }
+        }
+        for pick in AUTO_PICKS.iter().chain([&DEFAULT_MODEL]) {
+            assert!(MODELS.iter().any(|m| m.name == *pick), "{pick}");
         }
     }
 
-    fn default() -> &'static ModelInfo {
-        lookup(DEFAULT_MODEL).unwrap()
-    }
-
     #[test]
-    fn aliases_and_case_resolve_to_the_canonical_name() {
-        assert_eq!(lookup("Kimi-K2").unwrap().name, "kimi-k2-0905-preview");
-        assert_eq!(lookup("flash").unwrap().name, "glm-4.5-flash");
-        assert!(lookup("gpt-4").is_none());
-    }
-
-    #[test]
-    fn auto_falls_back_to_an_available_provider() {
-        let only_kimi = |p| (p == Provider::Glm).then(|| "GLM_API_KEY is not set".to_string());
-        assert_eq!(
-            resolve(Some("auto"), default(), only_kimi).unwrap().name,
-            "kimi-k2-turbo-preview"
-        );
-        assert_eq!(
-            resolve(None, lookup("kimi").unwrap(), only_kimi)
-                .unwrap()
-                .name,
-            "kimi-k2-0905-preview"
-        );
-        let err = resolve(Some("glm-4.6"), default(), only_kimi).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "model glm-4.6 needs provider glm, which is unavailable: GLM_API_KEY is not set"
-        );
-        assert_eq!(
-            resolve(Some("auto"), default(), |_| Some("x".into())).unwrap_err(),
-            ModelError::NoProvider
-        );
-        assert!(matches!(
-            resolve(Some("gpt-4"), default(), |_| None),
-            Err(ModelError::Unknown(_))
-        ));
+    fn retired_kimi_ids_lead_to_their_successor() {
+        let k26 = MODELS.iter().find(|m| m.name == "kimi-k2.6").unwrap();
+        for retired in [
+            "kimi-k2-0711-preview",
+            "kimi-k2-0905-preview",
+            "kimi-k2-turbo-preview",
+            "kimi-k2-thinking",
+            "kimi-k2-thinking-turbo",
+            "kimi-latest",
+        ] {
+            assert!(k26.aliases.contains(&retired), "{retired}");
+        }
     }
 }

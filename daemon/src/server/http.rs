@@ -2,6 +2,7 @@
 //! rmcp's service does the rest (sessions, SSE, 202/404/405).
 
 use super::{text, Body, Server};
+use crate::mcp::compat;
 use crate::security::{self, Refusal};
 use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
@@ -42,29 +43,42 @@ pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Res
     let deleting = req.method() == hyper::Method::DELETE;
     let response = if req.method() == hyper::Method::POST {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, server.config.max_frame_bytes)
+        let mut body = match Limited::new(body, server.config.max_frame_bytes)
             .collect()
             .await
         {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"),
         };
-        let early = crate::mcp::mentions_discover(&body)
-            .then(|| serde_json::from_slice(&body).ok())
+        let look = compat::needs_a_look(&body)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .flatten();
-        if let Some(answer) = early.as_ref().and_then(crate::mcp::answer_before_dispatch) {
-            crate::mcp::count_early(&server.emitter, Transport::Http);
-            let json = serde_json::to_vec(&answer).unwrap_or_default();
-            return Response::builder()
-                .status(200)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(json)).boxed())
-                .unwrap_or_else(|_| text(500, "cannot build the response\n"));
+        if let Some(mut message) = look {
+            match compat::inbound(&mut message) {
+                compat::Inbound::Answer(answer) => {
+                    crate::mcp::count_early(&server.emitter, Transport::Http);
+                    let json = serde_json::to_vec(&answer).unwrap_or_default();
+                    return Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(json)).boxed())
+                        .unwrap_or_else(|_| text(500, "cannot build the response\n"));
+                }
+                compat::Inbound::Rewritten => body = Bytes::from(message.to_string()),
+                compat::Inbound::AsIs => {}
+            }
         }
-        server
+        let advertises = compat::answer_advertises(&body);
+        let response = server
             .http_mcp
             .handle(Request::from_parts(parts, Full::new(body)))
-            .await
+            .await;
+        if advertises {
+            let (parts, body) = response.into_parts();
+            let body = body.map_frame(|frame| frame.map_data(compat::patch_chunk));
+            return Response::from_parts(parts, body.boxed());
+        }
+        response
     } else {
         server.http_mcp.handle(req).await
     };

@@ -245,7 +245,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                                     .remove(id);
                             }
                         }
-                        let Ok(json) = serde_json::to_string(&message) else {
+                        let Ok(json) = crate::mcp::compat::to_json(&message) else {
                             continue;
                         };
                         count_message(&server, Direction::Outbound, json.len());
@@ -453,23 +453,23 @@ where
 
 /// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
 fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
-    // The common case parses once. Only a frame that fails, or that names the one method
-    // answered here, is parsed again to say what is wrong with it.
-    if !crate::mcp::mentions_discover(text.as_bytes()) {
+    // The common case parses once. Only a frame that fails, or that `compat` may answer
+    // or rewrite, is parsed again.
+    if !crate::mcp::compat::needs_a_look(text.as_bytes()) {
         if let Ok(message) = serde_json::from_str::<ClientJsonRpcMessage>(text) {
             return Ok(message);
         }
     }
     let reply =
         |error: ErrorData, id: Option<RequestId>| Box::new(ServerJsonRpcMessage::error(error, id));
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| {
         reply(
             ErrorData::parse_error(format!("Parse error: {e}"), None),
             None,
         )
     })?;
-    if let Some(answer) = crate::mcp::answer_before_dispatch(&value) {
-        return Err(Box::new(answer));
+    if let crate::mcp::compat::Inbound::Answer(answer) = crate::mcp::compat::inbound(&mut value) {
+        return Err(answer);
     }
     let id = value
         .get("id")

@@ -1,13 +1,15 @@
 //! Turns a reply into an HTTP response: whole JSON or server-sent events, honest or
 //! broken the way an injected fault asks.
 
-use super::body::{full, Body, Script, Tail};
+use super::body::{full, paced, Body, Script, Tail};
 use super::fault::FaultKind;
-use super::reply::Reply;
+use super::reply::{Reply, THINK_STEP};
 use super::wire::{self, Delta, ReplyMeta, Usage};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Response;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,8 @@ pub struct Answer {
     pub fault: Option<FaultKind>,
     /// Pause between streamed chunks.
     pub pace: Option<Duration>,
+    /// Counts streams the client let go of early.
+    pub abandoned: Arc<AtomicU64>,
 }
 
 /// The body a client gets for `[fault:malformed]` on a stream.
@@ -27,15 +31,25 @@ const MALFORMED_EVENT: &[u8] = b"data: {\"choices\": [\n\n";
 const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 
 impl Answer {
+    /// The whole completion (after the thinking time, spent before this is called).
     pub fn whole(self, stop: CancellationToken) -> Response<Body> {
-        let json = Bytes::from(wire::completion(&self.meta, &self.reply.text, self.usage));
+        let reasoning = self.reply.reasoning_text();
+        let json = Bytes::from(wire::completion(
+            &self.meta,
+            &self.reply.text,
+            reasoning.as_deref(),
+            self.usage,
+        ));
         // A strict prefix of a JSON object never parses.
         let half = json.slice(..json.len() / 2);
         let (body, declared_len) = match self.fault {
             Some(FaultKind::Malformed) => (full(half), None),
-            Some(FaultKind::Cut) => (script(vec![half], None, Tail::Cut, stop), Some(json.len())),
+            Some(FaultKind::Cut) => (
+                self.script(paced(vec![half], None), Tail::Cut, stop),
+                Some(json.len()),
+            ),
             Some(FaultKind::StallStream) => {
-                (script(vec![], None, Tail::Stall, stop), Some(json.len()))
+                (self.script(vec![], Tail::Stall, stop), Some(json.len()))
             }
             _ => (full(json), None),
         };
@@ -52,10 +66,13 @@ impl Answer {
     pub fn stream(self, stop: CancellationToken) -> Response<Body> {
         let (events, tail) = match self.fault {
             Some(FaultKind::Malformed) => (
-                vec![
-                    Bytes::from_static(MALFORMED_EVENT),
-                    Bytes::from_static(DONE_EVENT),
-                ],
+                paced(
+                    vec![
+                        Bytes::from_static(MALFORMED_EVENT),
+                        Bytes::from_static(DONE_EVENT),
+                    ],
+                    None,
+                ),
                 Tail::Finish,
             ),
             Some(FaultKind::StallStream) => {
@@ -65,35 +82,65 @@ impl Answer {
             }
             Some(FaultKind::Cut) => {
                 let mut events = self.events();
-                events.truncate((self.reply.token_count() / 2).max(1));
+                events
+                    .truncate(((self.reply.reasoning.len() + self.reply.token_count()) / 2).max(1));
                 (events, Tail::Cut)
             }
             _ => (self.events(), Tail::Finish),
         };
-        let mut response = Response::new(script(events, self.pace, tail, stop));
+        let mut response = Response::new(self.script(events, tail, stop));
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
     }
 
-    /// One event per token, the closing chunk with usage, then `[DONE]`.
-    fn events(&self) -> Vec<Bytes> {
-        let mut events = Vec::with_capacity(self.reply.token_count() + 2);
-        for (i, token) in self.reply.tokens().enumerate() {
+    /// A reasoning event every [`THINK_STEP`], then one event per answer token at the
+    /// configured pace, the closing chunk with usage, then `[DONE]`.
+    fn events(&self) -> Vec<(Duration, Bytes)> {
+        let mut events =
+            Vec::with_capacity(self.reply.token_count() + self.reply.reasoning.len() + 2);
+        for (i, step) in self.reply.reasoning.iter().enumerate() {
             let delta = Delta {
                 role: (i == 0).then_some("assistant"),
-                content: Some(token),
+                reasoning_content: Some(step),
+                ..Delta::default()
             };
-            events.push(sse(wire::chunk(&self.meta, delta, None)));
+            let pause = if i == 0 { Duration::ZERO } else { THINK_STEP };
+            events.push((pause, sse(wire::chunk(&self.meta, delta, None))));
         }
-        events.push(sse(wire::chunk(
+        let thought = !self.reply.reasoning.is_empty();
+        let mut answer = Vec::with_capacity(self.reply.token_count() + 2);
+        for (i, token) in self.reply.tokens().enumerate() {
+            let delta = Delta {
+                role: (i == 0 && !thought).then_some("assistant"),
+                content: Some(token),
+                ..Delta::default()
+            };
+            answer.push(sse(wire::chunk(&self.meta, delta, None)));
+        }
+        answer.push(sse(wire::chunk(
             &self.meta,
             Delta::default(),
             Some(self.usage),
         )));
-        events.push(Bytes::from_static(DONE_EVENT));
+        answer.push(Bytes::from_static(DONE_EVENT));
+        let mut answer = paced(answer, self.pace);
+        if thought {
+            // The answer starts a step after the last thought.
+            answer[0].0 = THINK_STEP;
+        }
+        events.extend(answer);
         events
+    }
+
+    fn script(&self, events: Vec<(Duration, Bytes)>, tail: Tail, stop: CancellationToken) -> Body {
+        Script {
+            events,
+            tail,
+            abandoned: Some(self.abandoned.clone()),
+        }
+        .into_body(stop)
     }
 }
 
@@ -103,8 +150,4 @@ fn sse(json: Vec<u8>) -> Bytes {
     event.extend_from_slice(&json);
     event.extend_from_slice(b"\n\n");
     event.into()
-}
-
-fn script(events: Vec<Bytes>, pace: Option<Duration>, tail: Tail, stop: CancellationToken) -> Body {
-    Script { events, pace, tail }.into_body(stop)
 }

@@ -4,6 +4,8 @@
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Body as _, Bytes, Frame, Incoming};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -77,40 +79,89 @@ pub enum Tail {
 
 /// A body sent piece by piece.
 pub struct Script {
-    pub events: Vec<Bytes>,
-    /// Pause before every event after the first; `None` sends them back to back.
-    pub pace: Option<Duration>,
+    /// Each event, with the pause before it.
+    pub events: Vec<(Duration, Bytes)>,
     pub tail: Tail,
+    /// Counts a body the client let go of before it ended (not one cut by a fault or
+    /// ended by shutdown).
+    pub abandoned: Option<Arc<AtomicU64>>,
+}
+
+/// Notices a body dropped before its end.
+struct Watch {
+    ended: bool,
+    abandoned: Option<Arc<AtomicU64>>,
+    stop: CancellationToken,
+}
+
+impl Watch {
+    fn end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.ended && !self.stop.is_cancelled() {
+            if let Some(counter) = &self.abandoned {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl Script {
     pub fn into_body(self, stop: CancellationToken) -> Body {
-        let Script { events, pace, tail } = self;
-        let state = (events.into_iter().enumerate(), Some(tail), stop);
-        let frames =
-            futures_util::stream::unfold(state, move |(mut events, tail, stop)| async move {
-                if let Some((i, event)) = events.next() {
-                    if let (Some(pace), true) = (pace, i > 0) {
-                        tokio::time::sleep(pace).await;
+        let Script {
+            events,
+            tail,
+            abandoned,
+        } = self;
+        let watch = Watch {
+            ended: false,
+            abandoned,
+            stop: stop.clone(),
+        };
+        let state = (events.into_iter(), Some(tail), stop, watch);
+        let frames = futures_util::stream::unfold(
+            state,
+            move |(mut events, tail, stop, mut watch)| async move {
+                if let Some((pause, event)) = events.next() {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
                     }
-                    return Some((Ok(Frame::data(event)), (events, tail, stop)));
+                    return Some((Ok(Frame::data(event)), (events, tail, stop, watch)));
                 }
-                let abort = match tail? {
-                    Tail::Finish => return None,
-                    Tail::Cut => {
+                let abort = match tail {
+                    None | Some(Tail::Finish) => {
+                        watch.end();
+                        return None;
+                    }
+                    Some(Tail::Cut) => {
+                        watch.end();
                         // hyper sends buffered bytes when the body is pending; erroring at once
                         // would discard what was "sent" along with the connection.
                         tokio::task::yield_now().await;
                         Abort::Cut
                     }
-                    Tail::Stall => {
+                    Some(Tail::Stall) => {
                         stop.cancelled().await;
                         Abort::ShuttingDown
                     }
                 };
                 // Nothing follows an error: the next poll ends the stream.
-                Some((Err(abort), (events, None, stop)))
-            });
+                Some((Err(abort), (events, None, stop, watch)))
+            },
+        );
         StreamBody::new(frames).boxed_unsync()
     }
+}
+
+/// Pauses for a body's events: none before the first, `pace` before each later one.
+pub fn paced(events: Vec<Bytes>, pace: Option<Duration>) -> Vec<(Duration, Bytes)> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (pace.filter(|_| i > 0).unwrap_or_default(), e))
+        .collect()
 }

@@ -4,6 +4,7 @@ use super::answer::Answer;
 use super::body::{read_limited, Abort, Body, ReadError};
 use super::directive;
 use super::fault::{Fault, FaultKind};
+use super::flavour::Flavour;
 use super::reply::{count_words, Reply};
 use super::routes::{error, Context};
 use super::wire::{ApiError, ChatRequest, ReplyMeta};
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Larger request bodies get 413 without being buffered.
 pub const BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -49,6 +50,10 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Respons
     if let Err(e) = request.validate() {
         return Ok(error(&e));
     }
+    let flavour = Flavour::of_path(path);
+    if !shared.config.served(flavour).contains(&request.model) {
+        return Ok(flavour.model_not_found(&request.model));
+    }
     let directives = match directive::parse(&request.last_user_text()) {
         Ok(d) => d,
         Err(e) => {
@@ -77,14 +82,24 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Respons
         }
     }
 
-    let reply = Reply::echo(&directives.text);
-    let prompt_tokens = request
+    let think = if request.thinking_disabled() {
+        Duration::ZERO
+    } else {
+        shared.config.think + directives.think
+    };
+    let reply = Reply::echo(&directives.text).thinking_for(think);
+    let prompt_tokens: u64 = request
         .messages
         .iter()
         .map(|m| count_words(&m.text()))
         .sum();
+    // Everything before the last message is what a provider's cache would serve again.
+    let last = request
+        .messages
+        .last()
+        .map_or(0, |m| count_words(&m.text()));
     let answer = Answer {
-        usage: reply.usage(prompt_tokens),
+        usage: reply.usage(prompt_tokens, prompt_tokens - last),
         reply,
         meta: ReplyMeta {
             id: shared.next_completion_id(),
@@ -92,16 +107,24 @@ pub async fn handle(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Respons
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             model: request.model,
+            flavour,
         },
         fault: fault.map(|f| f.kind),
         pace: shared.config.pace(),
+        abandoned: shared.counters.abandoned.clone(),
     };
     let stop = ctx.stop.clone();
-    Ok(if request.stream == Some(true) {
-        answer.stream(stop)
-    } else {
-        answer.whole(stop)
-    })
+    if request.stream == Some(true) {
+        return Ok(answer.stream(stop));
+    }
+    // A whole answer comes after the thinking is done.
+    if !think.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(think) => {}
+            _ = ctx.stop.cancelled() => return Err(Abort::ShuttingDown),
+        }
+    }
+    Ok(answer.whole(stop))
 }
 
 /// The response for faults that replace the answer; `None` for those that break it.
@@ -156,7 +179,7 @@ async fn fail(
 }
 
 /// A missing `Authorization: Bearer` is refused even when no key is configured.
-fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn authorize(headers: &HeaderMap, expected: Option<&str>) -> Result<(), ApiError> {
     let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -12,6 +12,8 @@ pub struct Directives {
     pub fault: Option<FaultSpec>,
     /// Added to the server's configured latency.
     pub latency: Duration,
+    /// Added to the server's configured thinking time.
+    pub think: Duration,
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -20,11 +22,14 @@ pub enum DirectiveError {
     Fault(#[from] ParseFaultError),
     #[error("bad latency directive [{0}]: expected [latency:<milliseconds>]")]
     Latency(String),
+    #[error("bad think directive [{0}]: expected [think:<milliseconds>]")]
+    Think(String),
     #[error("more than one fault directive in the message")]
     DuplicateFault,
 }
 
-/// Bracketed text that is not a `fault:` or `latency:` directive stays in the message.
+/// Bracketed text that is not a `fault:`, `latency:` or `think:` directive stays in the
+/// message.
 pub fn parse(message: &str) -> Result<Directives, DirectiveError> {
     let mut out = Directives::default();
     let mut text = String::with_capacity(message.len());
@@ -44,6 +49,12 @@ pub fn parse(message: &str) -> Result<Directives, DirectiveError> {
                 .parse()
                 .map_err(|_| DirectiveError::Latency(inner.to_owned()))?;
             out.latency += Duration::from_millis(ms);
+        } else if let Some(ms) = inner.strip_prefix("think:") {
+            let ms: u64 = ms
+                .trim()
+                .parse()
+                .map_err(|_| DirectiveError::Think(inner.to_owned()))?;
+            out.think += Duration::from_millis(ms);
         } else {
             text.push_str(&rest[..=open]);
             rest = after;
@@ -71,8 +82,9 @@ mod tests {
 
     #[test]
     fn strips_directives_from_the_text() {
-        let d = parse("hello [fault:500x2] world [latency:250]").unwrap();
+        let d = parse("hello [fault:500x2] world [latency:250] [think:1500]").unwrap();
         assert_eq!(d.text, "hello world");
+        assert_eq!(d.think, Duration::from_millis(1500));
         let spec = d.fault.unwrap();
         assert_eq!(
             (spec.fault.kind, spec.count),

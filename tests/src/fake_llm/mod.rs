@@ -2,7 +2,10 @@
 //! GLM (Z.ai), which the tests cannot reach. It speaks their wire format, including the
 //! ways it fails, so the daemon's retries and stream handling meet real bytes.
 //!
-//! `POST …/chat/completions` answers `echo: <last user message>`, one word per token.
+//! `POST …/chat/completions` answers `echo: <last user message>`, one word per token,
+//! as Moonshot does under `/v1` and as Z.ai does under `/api/paas/v4`: usage where each
+//! puts it, each one's refusal of a model it does not serve, `GET …/models`, and a
+//! thinking mode (`--think-ms`, `[think:MS]`) that streams `reasoning_content` first.
 //! Directives in that message select a fault for the request (`[fault:429 retry-after=2]`,
 //! `[fault:500]`, `[fault:503]`, `[fault:stall]`, `[fault:stall-stream]`, `[fault:cut]`,
 //! `[fault:malformed]`; `[fault:500x2]` fails only the first two requests carrying the same
@@ -18,6 +21,7 @@ mod config;
 mod directive;
 mod fault;
 mod fault_book;
+mod flavour;
 mod process;
 mod record;
 mod reply;
@@ -27,6 +31,7 @@ mod wire;
 
 pub use config::{parse as parse_options, FakeLlmConfig, Options, OptionsError, Parsed, USAGE};
 pub use fault::{FaultKind, FaultSpec, ParseFaultError};
+pub use flavour::Flavour;
 pub use process::FakeLlmProc;
 pub use record::{ReceivedHeaders, ReceivedRequest, Stats, LOG_CAPACITY};
 

@@ -6,7 +6,7 @@ use hyper::HeaderMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Requests kept; older ones are dropped first.
 pub const LOG_CAPACITY: usize = 10_000;
@@ -106,12 +106,16 @@ pub struct Stats {
     pub requests: u64,
     /// Faults injected, by name; every fault is listed, zero or not.
     pub by_fault: BTreeMap<String, u64>,
+    /// Streamed answers the client let go of before their end: an aborted model call.
+    pub abandoned: u64,
 }
 
 #[derive(Default)]
 pub struct Counters {
     requests: AtomicU64,
     by_fault: [AtomicU64; FaultKind::ALL.len()],
+    /// Shared with every streamed body.
+    pub abandoned: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -133,6 +137,7 @@ impl Counters {
                     (k.name().to_owned(), n)
                 })
                 .collect(),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
         }
     }
 }

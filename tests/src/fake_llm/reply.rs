@@ -1,12 +1,20 @@
-//! The deterministic answer: `echo: <last user message>`, cut into word tokens.
+//! The deterministic answer: `echo: <last user message>`, cut into word tokens, after
+//! an optional stretch of reasoning (`step1 step2 …`, one token per step).
 
 use super::wire::Usage;
+use std::time::Duration;
+
+/// The time one reasoning token takes: a thinking stretch of `d` is `d / THINK_STEP`
+/// tokens (at least one), sent this far apart.
+pub const THINK_STEP: Duration = Duration::from_millis(50);
 
 pub struct Reply {
     pub text: String,
     /// Byte offsets where each token ends. Each token is one word with the whitespace
     /// before it, so the tokens concatenate back to `text` exactly.
     token_ends: Vec<usize>,
+    /// Reasoning tokens sent before the answer.
+    pub reasoning: Vec<String>,
 }
 
 impl Reply {
@@ -16,7 +24,33 @@ impl Reply {
         if let Some(last) = token_ends.last_mut() {
             *last = text.len();
         }
-        Self { text, token_ends }
+        Self {
+            text,
+            token_ends,
+            reasoning: Vec::new(),
+        }
+    }
+
+    /// Reasons for `think` before answering (nothing when it is zero).
+    pub fn thinking_for(mut self, think: Duration) -> Self {
+        if think.is_zero() {
+            return self;
+        }
+        let steps = (think.as_millis() / THINK_STEP.as_millis()).max(1) as usize;
+        self.reasoning = (1..=steps)
+            .map(|i| {
+                if i == 1 {
+                    format!("step{i}")
+                } else {
+                    format!(" step{i}")
+                }
+            })
+            .collect();
+        self
+    }
+
+    pub fn reasoning_text(&self) -> Option<String> {
+        (!self.reasoning.is_empty()).then(|| self.reasoning.concat())
     }
 
     pub fn token_count(&self) -> usize {
@@ -30,12 +64,15 @@ impl Reply {
             .map(|(start, end)| &self.text[start..end])
     }
 
-    pub fn usage(&self, prompt_tokens: u64) -> Usage {
-        let completion_tokens = self.token_count() as u64;
+    pub fn usage(&self, prompt_tokens: u64, cached_tokens: u64) -> Usage {
+        let reasoning_tokens = self.reasoning.len() as u64;
+        let completion_tokens = self.token_count() as u64 + reasoning_tokens;
         Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            reasoning_tokens,
+            cached_tokens,
         }
     }
 }
@@ -77,12 +114,23 @@ mod tests {
     }
 
     #[test]
-    fn usage_counts_reply_words() {
+    fn usage_counts_reply_words_and_reasoning() {
         let reply = Reply::echo("one two");
-        let usage = reply.usage(7);
+        let usage = reply.usage(7, 2);
         assert_eq!(usage.completion_tokens, 3);
         assert_eq!(usage.total_tokens, 10);
         assert_eq!(count_words(" a\tb  c "), 3);
+        let thinking = Reply::echo("one two").thinking_for(Duration::from_millis(175));
+        assert_eq!(thinking.reasoning_text().unwrap(), "step1 step2 step3");
+        let usage = thinking.usage(7, 2);
+        assert_eq!(
+            (
+                usage.reasoning_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens
+            ),
+            (3, 6, 2)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::body::{full, read_limited, Abort, Body, ReadError};
 use super::fault::FaultSpec;
+use super::flavour::Flavour;
 use super::wire::ApiError;
 use super::{chat, Shared};
 use hyper::body::Incoming;
@@ -32,6 +33,16 @@ pub async fn route(ctx: Arc<Context>, req: Request<Incoming>) -> Result<Response
         )));
     }
     let shared = &ctx.shared;
+    if req.method() == Method::GET && path.ends_with("/models") {
+        if let Err(e) = chat::authorize(req.headers(), shared.config.key.as_deref()) {
+            return Ok(error(&e));
+        }
+        let flavour = Flavour::of_path(path);
+        if shared.config.no_model_list.contains(&flavour) {
+            return Ok(Flavour::no_model_list(path));
+        }
+        return Ok(flavour.model_list(&shared.config.served(flavour)));
+    }
     let response = match (req.method().clone(), path) {
         (Method::POST, "/_control") => return control(shared, req).await,
         (Method::GET, "/_control") => json(StatusCode::OK, &ControlState::of(shared)),

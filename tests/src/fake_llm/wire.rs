@@ -1,7 +1,9 @@
 //! The OpenAI chat-completions wire format, as Moonshot and Z.ai speak it.
 
+use super::flavour::Flavour;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::borrow::Cow;
 
 #[derive(Debug, Deserialize)]
@@ -12,6 +14,15 @@ pub struct ChatRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// `{"type": "enabled" | "disabled"}`, as both providers take it.
+    #[serde(default)]
+    pub thinking: Option<ThinkingParam>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ThinkingParam {
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,7 +90,20 @@ impl ChatRequest {
                 "invalid_temperature",
             ));
         }
+        if let Some(t) = &self.thinking {
+            if !matches!(t.kind.as_str(), "enabled" | "disabled") {
+                return Err(ApiError::invalid(
+                    "thinking.type must be enabled or disabled",
+                    "invalid_thinking",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the request turned thinking off.
+    pub fn thinking_disabled(&self) -> bool {
+        self.thinking.as_ref().is_some_and(|t| t.kind == "disabled")
     }
 
     pub fn last_user_text(&self) -> Cow<'_, str> {
@@ -91,11 +115,17 @@ impl ChatRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Token counts of one reply; each provider writes them its own way (`Flavour::usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     pub prompt_tokens: u64,
+    /// Reasoning included.
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// The words of every message before the last user message: what a provider's
+    /// cache would have served again.
+    pub cached_tokens: u64,
 }
 
 /// What every completion and chunk of one reply shares.
@@ -103,6 +133,7 @@ pub struct ReplyMeta {
     pub id: String,
     pub created: u64,
     pub model: String,
+    pub flavour: Flavour,
 }
 
 #[derive(Serialize)]
@@ -112,7 +143,7 @@ struct Completion<'a> {
     created: u64,
     model: &'a str,
     choices: [CompletionChoice<'a>; 1],
-    usage: Usage,
+    usage: Value,
 }
 
 #[derive(Serialize)]
@@ -126,9 +157,16 @@ struct CompletionChoice<'a> {
 struct AssistantMessage<'a> {
     role: &'static str,
     content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
-pub fn completion(meta: &ReplyMeta, content: &str, usage: Usage) -> Vec<u8> {
+pub fn completion(
+    meta: &ReplyMeta,
+    content: &str,
+    reasoning: Option<&str>,
+    usage: Usage,
+) -> Vec<u8> {
     let body = Completion {
         id: &meta.id,
         object: "chat.completion",
@@ -139,10 +177,11 @@ pub fn completion(meta: &ReplyMeta, content: &str, usage: Usage) -> Vec<u8> {
             message: AssistantMessage {
                 role: "assistant",
                 content,
+                reasoning_content: reasoning,
             },
             finish_reason: "stop",
         }],
-        usage,
+        usage: meta.flavour.usage(&usage),
     };
     serde_json::to_vec(&body).expect("a completion always serializes")
 }
@@ -155,7 +194,7 @@ struct Chunk<'a> {
     model: &'a str,
     choices: [ChunkChoice<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
+    usage: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +202,8 @@ struct ChunkChoice<'a> {
     index: u32,
     delta: Delta<'a>,
     finish_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
 }
 
 /// One streamed piece: `role` only on the first, nothing at all on the last.
@@ -172,11 +213,15 @@ pub struct Delta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
 }
 
 /// A content chunk when `usage` is `None`; the closing chunk (`finish_reason: "stop"`)
-/// when it is given.
+/// when it is given, with usage where the provider puts it.
 pub fn chunk(meta: &ReplyMeta, delta: Delta<'_>, usage: Option<Usage>) -> Vec<u8> {
+    let usage = usage.map(|u| meta.flavour.usage(&u));
+    let in_choice = meta.flavour.usage_in_choice();
     let body = Chunk {
         id: &meta.id,
         object: "chat.completion.chunk",
@@ -185,9 +230,10 @@ pub fn chunk(meta: &ReplyMeta, delta: Delta<'_>, usage: Option<Usage>) -> Vec<u8
         choices: [ChunkChoice {
             index: 0,
             delta,
-            finish_reason: usage.map(|_| "stop"),
+            finish_reason: usage.as_ref().map(|_| "stop"),
+            usage: usage.clone().filter(|_| in_choice),
         }],
-        usage,
+        usage: usage.filter(|_| !in_choice),
     };
     serde_json::to_vec(&body).expect("a chunk always serializes")
 }
@@ -253,35 +299,53 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    fn meta() -> ReplyMeta {
+    fn meta(flavour: Flavour) -> ReplyMeta {
         ReplyMeta {
             id: "chatcmpl-1".into(),
             created: 7,
             model: "m".into(),
+            flavour,
         }
     }
 
     #[test]
-    fn the_closing_chunk_carries_stop_and_usage() {
+    fn the_closing_chunk_carries_stop_and_usage_where_each_provider_puts_it() {
         let usage = Usage {
             prompt_tokens: 1,
             completion_tokens: 2,
             total_tokens: 3,
+            reasoning_tokens: 1,
+            cached_tokens: 0,
         };
         let v: Value =
-            serde_json::from_slice(&chunk(&meta(), Delta::default(), Some(usage))).unwrap();
+            serde_json::from_slice(&chunk(&meta(Flavour::Glm), Delta::default(), Some(usage)))
+                .unwrap();
         assert_eq!(v["choices"][0]["delta"], json!({}));
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["usage"]["total_tokens"], 3);
+        assert_eq!(
+            v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            1
+        );
+        let v: Value =
+            serde_json::from_slice(&chunk(&meta(Flavour::Kimi), Delta::default(), Some(usage)))
+                .unwrap();
+        assert!(v.get("usage").is_none());
+        assert_eq!(v["choices"][0]["usage"]["cached_tokens"], 0);
 
         let first = Delta {
             role: Some("assistant"),
-            content: Some("hi"),
+            reasoning_content: Some("hmm"),
+            ..Delta::default()
         };
-        let v: Value = serde_json::from_slice(&chunk(&meta(), first, None)).unwrap();
+        let v: Value = serde_json::from_slice(&chunk(&meta(Flavour::Glm), first, None)).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], Value::Null);
+        assert_eq!(
+            v["choices"][0]["delta"],
+            json!({"role": "assistant", "reasoning_content": "hmm"})
+        );
         assert!(v.get("usage").is_none());
     }
 
