@@ -419,7 +419,17 @@ mod tests {
 
     #[test]
     fn unsigned_integers_are_bincodes_varints() {
-        for n in [0u64, 1, 250, 251, 252, 65_535, 65_536, u32::MAX as u64, u64::MAX] {
+        for n in [
+            0u64,
+            1,
+            250,
+            251,
+            252,
+            65_535,
+            65_536,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut ours = Vec::new();
             Writer::new(&mut ours).unsigned(n);
             let theirs = bincode::encode_to_vec(n, bincode_config()).unwrap();
