@@ -49,7 +49,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "model": {"type": "string", "description": "Model name or alias (see listmodels); \"auto\" picks an available one. Default: the server's DEFAULT_MODEL."},
                     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                     "system_prompt": {"type": "string", "description": "Instructions placed before the conversation."},
-                    "continuation_id": {"type": "string", "description": "Continue the conversation this id names."},
+                    "continuation_id": {"type": "string", "description": "Continue the conversation this id names (from an earlier answer's _meta).", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "maxLength": CONTINUATION_ID_MAX_BYTES},
                     "stream": {"type": "boolean", "description": "Stream from the provider (measures time to first token). Default true."}
                 },
                 "required": ["prompt"],
@@ -255,7 +255,7 @@ fn supabase_status(chat: &ChatService) -> Value {
             let s = p.status();
             json!({"enabled": true, "spool_records": s.spool.depth, "spool_bytes": s.spool.bytes,
                    "spool_max_bytes": s.spool.max_bytes, "spool_refused": s.spool.refused,
-                   "uploaded": s.uploaded, "failing": s.failing})
+                   "uploaded": s.uploaded, "failing": s.failing, "dead_lettered": s.dead_lettered})
         }
     }
 }
@@ -346,9 +346,37 @@ fn parse_chat(args: &Map<String, Value>) -> Result<ChatArgs, InvalidParams> {
         model: string("model")?,
         temperature,
         system_prompt: string("system_prompt")?,
-        continuation_id: string("continuation_id")?,
+        continuation_id: check_continuation_id(string("continuation_id")?)?,
         stream,
     })
+}
+
+/// Longest `continuation_id` accepted, in bytes.
+pub const CONTINUATION_ID_MAX_BYTES: usize = 128;
+
+/// A `continuation_id` becomes a Redis key, a map key and a Supabase primary key, so it
+/// is held to a small alphabet every one of them stores as it is: at most
+/// [`CONTINUATION_ID_MAX_BYTES`] of `[A-Za-z0-9._:-]`. Surrounding whitespace is ignored
+/// and an empty id starts a new conversation, as before. The refusal names the rule, not
+/// the value, which may be huge or unprintable.
+pub fn check_continuation_id(id: Option<String>) -> Result<Option<String>, InvalidParams> {
+    let Some(id) = id else { return Ok(None) };
+    let trimmed = id.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    const RULE: &str = "continuation_id must be at most 128 bytes of letters, digits, '.', '_', ':' and '-' ([A-Za-z0-9._:-]{1,128})";
+    let why = if trimmed.len() > CONTINUATION_ID_MAX_BYTES {
+        format!("{RULE}; got {} bytes", trimmed.len())
+    } else if let Some(at) = trimmed
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')))
+    {
+        format!("{RULE}; byte {at} is outside that set")
+    } else {
+        return Ok(Some(trimmed.to_string()));
+    };
+    Err(InvalidParams::BadArguments { tool: "chat", why })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -441,6 +469,34 @@ mod tests {
             let err = parse_chat(&args(input)).unwrap_err().to_string();
             assert!(err.contains(expected), "{err} lacks {expected}");
         }
+    }
+
+    #[test]
+    fn continuation_ids_are_short_and_plain() {
+        let ok = |id: &str| check_continuation_id(Some(id.into())).unwrap();
+        assert_eq!(ok("  a-B_9.x:y  "), Some("a-B_9.x:y".into()));
+        assert_eq!(ok(""), None);
+        assert_eq!(ok("   "), None);
+        assert_eq!(check_continuation_id(None).unwrap(), None);
+        assert_eq!(ok(&"x".repeat(128)), Some("x".repeat(128)));
+        let refused = |id: &str| {
+            check_continuation_id(Some(id.into()))
+                .unwrap_err()
+                .to_string()
+        };
+        let long = refused(&"x".repeat(129));
+        assert!(long.contains("at most 128 bytes"), "{long}");
+        assert!(long.ends_with("got 129 bytes"), "{long}");
+        for bad in ["a\0b", "a b", "é", "a/b", "a\nb", "{}"] {
+            let why = refused(bad);
+            assert!(why.contains("[A-Za-z0-9._:-]{1,128}"), "{bad:?}: {why}");
+            assert!(why.contains("is outside that set"), "{bad:?}: {why}");
+        }
+        let args = args(json!({"prompt": "x", "continuation_id": "nul\u{0}"}));
+        assert!(matches!(
+            parse_chat(&args),
+            Err(InvalidParams::BadArguments { tool: "chat", .. })
+        ));
     }
 
     #[test]

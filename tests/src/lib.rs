@@ -3,6 +3,7 @@
 
 pub mod fake_llm;
 pub mod fake_postgrest;
+pub mod http_mcp;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
