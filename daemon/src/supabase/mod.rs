@@ -3,6 +3,7 @@
 //! background task uploads the spool through PostgREST. An outage neither slows the chat
 //! nor loses a turn; the spool replays after a restart. Schema: `compose/supabase/schema.sql`.
 
+pub mod dead_letter;
 pub mod frame;
 pub mod postgrest;
 pub mod record;
@@ -12,6 +13,7 @@ pub mod uploader;
 use crate::config::SupabaseConfig;
 use crate::storage::Turn;
 use crate::EventEmitter;
+use dead_letter::DeadLetters;
 use postgrest::{Failure, PostgrestClient};
 use record::TurnRecord;
 use spool::{Spool, SpoolError, SpoolStats};
@@ -33,6 +35,8 @@ pub struct Persistence {
     spool: Arc<Spool>,
     emitter: EventEmitter,
     uploads: Arc<UploadState>,
+    /// Records Supabase refused for their data, set aside so the rest flow on.
+    dead_letters: Arc<DeadLetters>,
     /// Seconds since start before which no refusal is logged again.
     next_refusal_log: AtomicU64,
     /// Refusals not yet reported in a log line.
@@ -58,7 +62,9 @@ impl UploadState {
     fn failed(&self, failure: &Failure) {
         let text = match failure {
             Failure::Auth(why) => format!("service role key rejected ({why}); uploads paused"),
-            Failure::Refused(why) => format!("rows refused ({why}); uploads paused"),
+            Failure::Refused(why) | Failure::RowsRefused(why) => {
+                format!("rows refused ({why}); uploads paused")
+            }
             Failure::Transient(why) => format!("{why}; retrying"),
         };
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
@@ -71,6 +77,8 @@ pub struct PersistenceStatus {
     pub spool: SpoolStats,
     pub uploaded: u64,
     pub failing: Option<String>,
+    /// Records set aside in the dead-letter file since start.
+    pub dead_lettered: u64,
 }
 
 impl Persistence {
@@ -89,6 +97,7 @@ impl Persistence {
         tracing::info!(url = %config.url, spool = %config.spool_dir.display(), records_waiting = depth,
             max_bytes = config.spool_max_bytes, "Supabase persistence on");
         let uploads = Arc::new(UploadState::default());
+        let dead_letters = Arc::new(DeadLetters::new(&config.spool_dir));
         let client = PostgrestClient::new(
             http,
             &config.url,
@@ -100,6 +109,7 @@ impl Persistence {
             client,
             emitter: emitter.clone(),
             state: uploads.clone(),
+            dead_letters: dead_letters.clone(),
             batch_records: config.batch_records,
             pause_after_refusal: config.auth_retry,
         };
@@ -109,6 +119,7 @@ impl Persistence {
             spool,
             emitter,
             uploads,
+            dead_letters,
             next_refusal_log: AtomicU64::new(0),
             refusals_unlogged: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -191,7 +202,14 @@ impl Persistence {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            dead_lettered: self.dead_letters.count(),
         }
+    }
+
+    /// Records Supabase refused for their data and that were set aside in the dead-letter
+    /// file since start (for the heartbeat).
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_letters.count()
     }
 }
 

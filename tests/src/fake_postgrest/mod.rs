@@ -4,7 +4,8 @@
 //! - `POST /rest/v1/<table>[?on_conflict=<column>]`, a JSON object or array of objects;
 //!   `Prefer: resolution=merge-duplicates` upserts, `resolution=ignore-duplicates` skips
 //!   existing keys, neither makes a duplicate key a 409 (23505). Foreign keys, unknown
-//!   columns and a key twice in one upsert are refused as PostgREST refuses them.
+//!   columns, a key twice in one upsert and a NUL in a string are refused as PostgREST
+//!   refuses them.
 //!   `Prefer: return=representation` answers the rows, otherwise 201 with no body.
 //! - `GET /rest/v1/<table>?<column>=eq.<value>…`: the matching rows.
 //! - Every `/rest/v1` request needs `apikey: <key>` and `Authorization: Bearer <key>`;

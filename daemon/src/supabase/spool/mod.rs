@@ -45,7 +45,10 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
-    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Self + 'a {
+    pub(crate) fn io<'a>(
+        what: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(io::Error) -> Self + 'a {
         move |source| Self::Io {
             what,
             path: path.to_path_buf(),
