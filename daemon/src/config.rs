@@ -120,13 +120,19 @@ fn provider_settings(
     default_url: &str,
     names: [&str; 2],
 ) -> Result<ProviderSettings, SettingError> {
-    let base_url: String = s.get_checked(url_key, None, default_url.to_string(), |u| {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            Ok(())
-        } else {
-            Err("expected an http:// or https:// URL".into())
-        }
-    })?;
+    let base_url: String = s
+        .get_checked(url_key, None, default_url.to_string(), |u| {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                Ok(())
+            } else {
+                Err("expected an http:// or https:// URL".into())
+            }
+        })
+        // The URL may carry credentials: an error shows it redacted.
+        .map_err(|mut e| {
+            e.value = crate::redact::redact_url(&e.value);
+            e
+        })?;
     let key = names
         .iter()
         .find_map(|n| env.get(n).filter(|v| !v.trim().is_empty()))

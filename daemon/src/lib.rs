@@ -11,6 +11,7 @@ pub mod mcp;
 pub mod pipe_writer;
 pub mod process_stats;
 pub mod providers;
+pub mod redact;
 mod sampler;
 pub mod security;
 pub mod server;

@@ -135,7 +135,7 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         let providers = vec![provider(Provider::Kimi, &config.kimi), provider(Provider::Glm, &config.glm)];
         for p in &providers {
             match p.unavailable() {
-                None => info!(provider = %p.provider(), base_url = p.base_url(), "provider available"),
+                None => info!(provider = %p.provider(), base_url = %exai_daemon::redact::redact_url(p.base_url()), "provider available"),
                 Some(why) => info!(provider = %p.provider(), reason = why, "provider unavailable"),
             }
         }

@@ -217,7 +217,7 @@ impl Tools {
                 let why = self.chat.unavailable(*p);
                 json!({"provider": p.as_str(), "available": why.is_none(), "reason": why,
                        "in_flight": limits.provider_in_flight(*p), "limit_setting": provider_setting(*p),
-                       "base_url": self.chat.provider(*p).map(|c| c.base_url().to_string())})
+                       "base_url": self.chat.provider(*p).map(|c| crate::redact::redact_url(c.base_url()))})
             })
             .collect();
         let status = json!({

@@ -2,6 +2,7 @@
 
 use super::{at_least, flag, Flags};
 use crate::providers::Secret;
+pub use crate::redact::redact_url;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,13 +88,18 @@ pub(super) fn supabase(
     s: &Settings,
     flags: &Flags,
 ) -> Result<Option<SupabaseConfig>, SettingError> {
-    let url: String = s.get_checked("SUPABASE_URL", None, String::new(), |u| {
-        if u.is_empty() || u.starts_with("http://") || u.starts_with("https://") {
-            Ok(())
-        } else {
-            Err("expected an http:// or https:// URL".into())
-        }
-    })?;
+    let url: String = s
+        .get_checked("SUPABASE_URL", None, String::new(), |u| {
+            if u.is_empty() || u.starts_with("http://") || u.starts_with("https://") {
+                Ok(())
+            } else {
+                Err("expected an http:// or https:// URL".into())
+            }
+        })
+        .map_err(|mut e| {
+            e.value = redact_url(&e.value);
+            e
+        })?;
     let key = env
         .get("SUPABASE_SERVICE_ROLE_KEY")
         .map(|k| k.trim().to_string())
@@ -152,16 +158,6 @@ pub(super) fn supabase(
             at_least(1),
         )? as u64),
     }))
-}
-
-/// `redis://:pass@host:6379/0` → `redis://[redacted]@host:6379/0`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}[redacted]{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -291,5 +287,9 @@ mod tests {
             "redis://[redacted]@h:6379/0"
         );
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url("unix:///run/redis.sock?pass=pw"),
+            "unix:///run/redis.sock?pass=[redacted]"
+        );
     }
 }

@@ -268,14 +268,19 @@ impl ProviderClient {
 }
 
 fn classify_send_error(e: &reqwest::Error, key: &Secret) -> CallError {
-    // reqwest's Display includes the URL, never headers; scrub anyway.
-    let text = key.scrub(&error_chain(e));
+    let text = describe(e, key);
     // A connect timeout is both; it is a connect error, and retried as one.
     if e.is_timeout() && !e.is_connect() {
         CallError::Timeout(Duration::ZERO)
     } else {
         CallError::Connect(text)
     }
+}
+
+/// An error's chain as text a person may see: reqwest's quotes the URL (which may carry
+/// credentials), never headers; the key is scrubbed all the same.
+fn describe(e: &dyn std::error::Error, key: &Secret) -> String {
+    crate::redact::redact_urls_in(&key.scrub(&error_chain(e)))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -297,7 +302,9 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = read_limited(response, 64 * 1024).await.unwrap_or_default();
+    let body = read_limited(response, 64 * 1024, key)
+        .await
+        .unwrap_or_default();
     let message = serde_json::from_slice::<ErrorBody>(&body)
         .map(|b| b.error.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
@@ -323,11 +330,15 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
     }
 }
 
-async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
+async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+    key: &Secret,
+) -> Result<Vec<u8>, CallError> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::BrokenStream(error_chain(&e)))?;
+        let chunk = chunk.map_err(|e| CallError::BrokenStream(describe(&e, key)))?;
         if body.len() + chunk.len() > limit {
             return Err(CallError::Malformed(format!(
                 "response larger than {limit} bytes"
@@ -339,7 +350,7 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u
 }
 
 async fn read_whole(response: reqwest::Response, key: &Secret) -> Result<ChatReply, CallError> {
-    let body = read_limited(response, MAX_RESPONSE_BYTES).await?;
+    let body = read_limited(response, MAX_RESPONSE_BYTES, key).await?;
     let completion: Completion = serde_json::from_slice(&body)
         .map_err(|e| CallError::Malformed(key.scrub(&e.to_string())))?;
     let content = completion
@@ -374,7 +385,7 @@ async fn read_stream(
         finish_reason: None,
     };
     while let Some(event) = events.next().await {
-        let event = event.map_err(|e| CallError::BrokenStream(key.scrub(&error_chain(&e))))?;
+        let event = event.map_err(|e| CallError::BrokenStream(describe(&e, key)))?;
         reply.bytes += event.data.len() as u64;
         if event.data.trim() == "[DONE]" {
             return Ok(reply);

@@ -92,8 +92,10 @@ impl RedisStore {
             backend: StorageBackend::Redis,
             message,
         };
-        let client = redis::Client::open(url)
-            .map_err(|e| unavailable(format!("invalid REDIS_URL {shown_url}: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let why = crate::redact::redact_urls_in(&e.to_string());
+            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"))
+        })?;
         // One attempt per reconnect: the probe paces the retries, so a call never waits
         // behind the manager's own backoff.
         let config = ConnectionManagerConfig::new()
@@ -152,7 +154,7 @@ fn describe(e: &redis::RedisError) -> String {
     } else if e.is_connection_refusal() {
         "Redis refused the connection".to_string()
     } else {
-        e.to_string()
+        crate::redact::redact_urls_in(&e.to_string())
     }
 }
 

@@ -94,7 +94,7 @@ impl Persistence {
         let (spool, reader) = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
         let depth = spool.depth();
         emitter.totals().spool_depth.store(depth, Relaxed);
-        tracing::info!(url = %config.url, spool = %config.spool_dir.display(), records_waiting = depth,
+        tracing::info!(url = %crate::redact::redact_url(&config.url), spool = %config.spool_dir.display(), records_waiting = depth,
             max_bytes = config.spool_max_bytes, "Supabase persistence on");
         let uploads = Arc::new(UploadState::default());
         let dead_letters = Arc::new(DeadLetters::new(&config.spool_dir));

@@ -92,7 +92,8 @@ impl PostgrestClient {
                 } else if e.is_connect() {
                     "cannot connect".to_string()
                 } else {
-                    format!("request failed: {}", self.key.scrub(&e.to_string()))
+                    let text = self.key.scrub(&e.to_string());
+                    format!("request failed: {}", crate::redact::redact_urls_in(&text))
                 };
                 return answer(SupabaseResult::Retry, 0, Some(Failure::Transient(why)));
             }

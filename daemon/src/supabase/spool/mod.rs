@@ -1,6 +1,7 @@
 //! The durable, append-only spool of records waiting for Supabase.
 //!
-//! Layout of `EXAI_SPOOL_DIR` (created 0700):
+//! Layout of `EXAI_SPOOL_DIR` (0700, and every file in it 0600, whatever they were
+//! before: the records are users' conversations):
 //! - `segment-<20-digit sequence>.spool`: records framed as in [`super::frame`], appended
 //!   to the newest segment; a new one starts past [`Spool::segment_bytes`].
 //! - `cursor`: the position up to which everything was uploaded. Written (temp file and
@@ -109,8 +110,13 @@ pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("segment-{segment:020}.spool"))
 }
 
+/// Opens a segment for appending, creating it readable by the daemon's user only.
 fn open_for_append(path: &Path) -> io::Result<File> {
-    File::options().create(true).append(true).open(path)
+    let mut options = File::options();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 impl Spool {

@@ -21,6 +21,7 @@ const CURSOR_TAG: &str = "exai-spool-cursor v1";
 pub fn open(dir: &Path, max_bytes: u64) -> Result<(Arc<Spool>, SpoolReader), SpoolError> {
     create_private_dir(dir).map_err(SpoolError::io("cannot create", dir))?;
     let mut segments = list_segments(dir)?;
+    make_private(dir, &segments)?;
     let mut cursor = read_cursor(dir).unwrap_or(Position {
         segment: segments.first().copied().unwrap_or(1),
         offset: 0,
@@ -109,6 +110,39 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// Mode 0700 for the directory and 0600 for every file the spool keeps there, whatever
+/// they were: a directory that existed before keeps its mode when it is "created".
+fn make_private(dir: &Path, segments: &[u64]) -> Result<(), SpoolError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode: u32| -> Result<(), SpoolError> {
+            let current = fs::metadata(path)
+                .map_err(SpoolError::io("cannot read the mode of", path))?
+                .permissions()
+                .mode();
+            if current & 0o777 != mode {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                    .map_err(SpoolError::io("cannot make private", path))?;
+            }
+            Ok(())
+        };
+        set(dir, 0o700)?;
+        for &segment in segments {
+            set(&segment_path(dir, segment), 0o600)?;
+        }
+        for name in [CURSOR, crate::supabase::dead_letter::FILE_NAME] {
+            let path = dir.join(name);
+            if path.exists() {
+                set(&path, 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, segments);
+    Ok(())
+}
+
 fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(SpoolError::io("cannot list", dir))? {
@@ -189,7 +223,14 @@ pub(super) fn write_cursor(dir: &Path, at: Position) -> Result<(), SpoolError> {
     let tmp = dir.join("cursor.tmp");
     let path = dir.join(CURSOR);
     let text = format!("{CURSOR_TAG} {} {}\n", at.segment, at.offset);
-    fs::File::create(&tmp)
+    // A temporary file left by a crash may have any mode: start afresh.
+    let _ = fs::remove_file(&tmp);
+    let mut options = fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| fs::rename(&tmp, &path))
         .map_err(SpoolError::io("cannot write", &path))

@@ -267,3 +267,33 @@ fn a_cursor_that_cannot_be_saved_moves_on_and_keeps_the_segments_for_a_replay() 
         spool.stats()
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_directory_and_every_file_are_private_whatever_they_were() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("spool");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let old = segment_path(&dir, 1);
+    let mut framed = Vec::new();
+    crate::supabase::frame::encode(b"kept", &mut framed);
+    fs::write(&old, framed).unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(dir.join("cursor.tmp"), "stale").unwrap();
+    fs::set_permissions(dir.join("cursor.tmp"), fs::Permissions::from_mode(0o644)).unwrap();
+
+    let (spool, mut reader) = Spool::open(&dir, 1 << 20).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&old), 0o600);
+    append(&spool, "new");
+    let (texts, batch) = read_all(&mut reader);
+    assert_eq!(texts, ["kept", "new"]);
+    reader.commit(batch.end, 2).unwrap();
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
