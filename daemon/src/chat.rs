@@ -139,6 +139,10 @@ impl ChatService {
         self.default_model
     }
 
+    pub fn storage_usage(&self) -> Option<crate::storage::StoreUsage> {
+        self.store.usage()
+    }
+
     pub fn storage_backend(&self) -> exai_proto::StorageBackend {
         self.store.backend()
     }
@@ -164,64 +168,23 @@ impl ChatService {
             }
             .into());
         };
-        let (continuation_id, mut thread, mut history_notice, stalled) = match args
-            .continuation_id
-            .as_deref()
-        {
-            Some(id) if !id.trim().is_empty() => match self.load(id.trim(), correlation).await {
-                Ok(thread) => (
-                    id.trim().to_string(),
-                    thread.unwrap_or_default(),
-                    None,
-                    false,
-                ),
-                Err(e) => (
-                    id.trim().to_string(),
-                    Thread::default(),
-                    Some(format!("{e}; answered without earlier turns")),
-                    matches!(e, StorageError::Timeout { .. }),
-                ),
-            },
-            _ => (
-                crate::mcp::correlation::fast_uuid().to_string(),
-                Thread::default(),
-                None,
-                false,
-            ),
-        };
-
-        let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);
-        if let Some(system) = args
-            .system_prompt
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
-            messages.push(Message {
-                role: Role::System,
-                content: system.to_string(),
-            });
-        }
-        for turn in &thread.turns {
-            messages.push(Message {
-                role: Role::User,
-                content: turn.user.clone(),
-            });
-            messages.push(Message {
-                role: Role::Assistant,
-                content: turn.assistant.clone(),
-            });
-        }
-        messages.push(Message {
-            role: Role::User,
-            content: args.prompt.clone(),
-        });
-        let history_turns = thread.turns.len();
-
+        // The place first, then the history: a chat waiting for a place holds no copy of
+        // its thread, so a queue of waiting chats costs no more than their prompts.
         let _permit = tokio::select! {
             _ = cancel.cancelled() => return Err(ChatError::Cancelled),
             permit = self.limits.acquire(model.provider) => permit?,
         };
         let _in_flight = InFlight::new(&self.emitter);
+        let History {
+            continuation_id,
+            mut thread,
+            notice: mut history_notice,
+            stalled,
+        } = self
+            .history(args.continuation_id.as_deref(), correlation)
+            .await;
+        let messages = messages(args.system_prompt.as_deref(), &thread, &args.prompt);
+        let history_turns = thread.turns.len();
         let request = ChatRequest {
             model: model.name,
             messages: &messages,
@@ -290,6 +253,33 @@ impl ChatService {
             latency: reply.latency,
             attempts: reply.attempts,
         })
+    }
+
+    /// The thread `continuation_id` names (a new one without it), or an empty one with a
+    /// notice when the store cannot give it.
+    async fn history(&self, continuation_id: Option<&str>, correlation: &CorrelationId) -> History {
+        let Some(id) = continuation_id.map(str::trim).filter(|id| !id.is_empty()) else {
+            return History {
+                continuation_id: crate::mcp::correlation::fast_uuid().to_string(),
+                thread: Thread::default(),
+                notice: None,
+                stalled: false,
+            };
+        };
+        match self.load(id, correlation).await {
+            Ok(thread) => History {
+                continuation_id: id.to_string(),
+                thread: thread.unwrap_or_default(),
+                notice: None,
+                stalled: false,
+            },
+            Err(e) => History {
+                continuation_id: id.to_string(),
+                thread: Thread::default(),
+                notice: Some(format!("{e}; answered without earlier turns")),
+                stalled: matches!(e, StorageError::Timeout { .. }),
+            },
+        }
     }
 
     fn record_call(
@@ -394,6 +384,42 @@ impl ChatService {
             });
         result
     }
+}
+
+/// A conversation as loaded for one chat.
+struct History {
+    continuation_id: String,
+    thread: Thread,
+    /// Why the earlier turns are missing, when the store could not give them.
+    notice: Option<String>,
+    /// The store did not answer in time: the chat does not wait for it twice.
+    stalled: bool,
+}
+
+/// What the model is sent: the system prompt, the thread's turns, then the prompt.
+fn messages(system_prompt: Option<&str>, thread: &Thread, prompt: &str) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);
+    if let Some(system) = system_prompt.filter(|s| !s.trim().is_empty()) {
+        messages.push(Message {
+            role: Role::System,
+            content: system.to_string(),
+        });
+    }
+    for turn in &thread.turns {
+        messages.push(Message {
+            role: Role::User,
+            content: turn.user.clone(),
+        });
+        messages.push(Message {
+            role: Role::Assistant,
+            content: turn.assistant.clone(),
+        });
+    }
+    messages.push(Message {
+        role: Role::User,
+        content: prompt.to_string(),
+    });
+    messages
 }
 
 /// How a successful storage operation is labelled.

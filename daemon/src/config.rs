@@ -80,6 +80,9 @@ pub struct ProviderSettings {
 pub struct ConversationConfig {
     pub ttl: Duration,
     pub max_turns: usize,
+    /// Bytes of threads the in-memory store keeps (EXAI_MEMORY_STORE_MAX_BYTES); past it
+    /// whole threads go, the least recently written first.
+    pub memory_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -302,6 +305,12 @@ impl DaemonConfig {
                     * 3600,
             ),
             max_turns: s.get_checked("MAX_CONVERSATION_TURNS", None, 20usize, at_least(1))?,
+            memory_max_bytes: s.get_checked(
+                "EXAI_MEMORY_STORE_MAX_BYTES",
+                None,
+                128usize << 20,
+                at_least(1 << 20),
+            )?,
         };
         let storage = persistence::storage(&s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;

@@ -149,7 +149,11 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
                 info!(url = %exai_daemon::config::redact_url(url.expose()), "conversations in Redis");
                 Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token())?)
             }
-            None => Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS)),
+            None => Arc::new(MemoryStore::new(
+                config.conversations.ttl,
+                MEMORY_STORE_MAX_THREADS,
+                config.conversations.memory_max_bytes,
+            )),
         };
         let mut chat = ChatService::new(
             providers,

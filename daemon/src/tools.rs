@@ -245,7 +245,14 @@ impl Tools {
 
 fn storage_status(chat: &ChatService) -> Value {
     let health = chat.storage_health();
-    json!({"backend": chat.storage_backend().as_str(), "reachable": health.reachable, "error": health.error})
+    let mut status = json!({"backend": chat.storage_backend().as_str(), "reachable": health.reachable, "error": health.error});
+    if let Some(usage) = chat.storage_usage() {
+        status["threads"] = usage.threads.into();
+        status["max_threads"] = usage.max_threads.into();
+        status["bytes"] = usage.bytes.into();
+        status["max_bytes"] = usage.max_bytes.into();
+    }
+    status
 }
 
 fn supabase_status(chat: &ChatService) -> Value {

@@ -7,6 +7,7 @@ pub mod http_mcp;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod procfs;
 pub mod redis;
 
 pub use metrics::Scrape;

@@ -46,6 +46,17 @@ pub enum StorageError {
     },
     #[error("stored thread is unreadable: {0}")]
     Corrupt(String),
+    #[error("the conversation is {bytes} bytes, more than the in-memory store keeps ({max}, EXAI_MEMORY_STORE_MAX_BYTES)")]
+    TooLarge { bytes: usize, max: usize },
+}
+
+/// How full a bounded store is, for the `status` tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub threads: usize,
+    pub max_threads: usize,
+    pub bytes: usize,
+    pub max_bytes: usize,
 }
 
 /// Whether a backend answers, for the `status` tool.
@@ -65,6 +76,11 @@ pub trait ConversationStore: Send + Sync {
             reachable: true,
             error: None,
         }
+    }
+
+    /// How full the store is, when the daemon bounds it (memory); `None` for Redis.
+    fn usage(&self) -> Option<StoreUsage> {
+        None
     }
 
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>>;
