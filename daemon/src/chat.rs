@@ -39,6 +39,8 @@ pub struct ChatAnswer {
     pub history_turns: usize,
     /// Set when history could not be read or saved: the answer stands, without it.
     pub history_notice: Option<String>,
+    /// What became of the turn in the Supabase spool, when Supabase is on.
+    pub persisted: Option<crate::supabase::Persisted>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub ttft: Option<Duration>,
@@ -170,11 +172,11 @@ impl ChatService {
         };
         // The place first, then the history: a chat waiting for a place holds no copy of
         // its thread, so a queue of waiting chats costs no more than their prompts.
-        let _permit = tokio::select! {
+        let permit = tokio::select! {
             _ = cancel.cancelled() => return Err(ChatError::Cancelled),
             permit = self.limits.acquire(model.provider) => permit?,
         };
-        let _in_flight = InFlight::new(&self.emitter);
+        let in_flight = InFlight::new(&self.emitter);
         let History {
             continuation_id,
             mut thread,
@@ -193,6 +195,8 @@ impl ChatService {
             request_id: correlation.as_str(),
         };
         let outcome = client.chat(request, cancel).await;
+        // The model call is over: its places go back before the turn is stored.
+        drop((in_flight, permit));
         self.record_call(model, &outcome, correlation);
         let reply = match outcome {
             Ok(reply) => reply,
@@ -216,15 +220,20 @@ impl ChatService {
             },
             self.max_turns,
         );
-        if let (Some(persistence), Some(turn)) = (&self.persistence, thread.turns.last()) {
-            persistence.record_turn(
-                &continuation_id,
-                turn,
-                reply.usage.prompt_tokens,
-                reply.usage.completion_tokens,
-                correlation.as_str(),
-            );
-        }
+        let persisted = match (&self.persistence, thread.turns.last()) {
+            (Some(persistence), Some(turn)) => Some(
+                persistence
+                    .record_turn(
+                        &continuation_id,
+                        turn,
+                        reply.usage.prompt_tokens,
+                        reply.usage.completion_tokens,
+                        correlation.as_str(),
+                    )
+                    .await,
+            ),
+            _ => None,
+        };
         // After a read that timed out, a write would most likely wait out the timeout
         // too: the chat does not pay for a stalled store twice.
         let saved = if stalled {
@@ -247,6 +256,7 @@ impl ChatService {
             continuation_id,
             history_turns,
             history_notice,
+            persisted,
             input_tokens: reply.usage.prompt_tokens,
             output_tokens: reply.usage.completion_tokens,
             ttft: reply.ttft,

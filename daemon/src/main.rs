@@ -164,10 +164,12 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             config.conversations.max_turns,
             config.storage.timeout,
         );
+        let mut persistence = None;
         if let Some(supabase) = &config.supabase {
-            let persistence = Persistence::start(supabase, http.clone(), emitter.clone(), &background, background_cancel.child_token())
+            let started = Persistence::start(supabase, http.clone(), emitter.clone(), &background, background_cancel.child_token())
                 .context("cannot open the Supabase spool")?;
-            chat = chat.with_persistence(persistence);
+            chat = chat.with_persistence(started.clone());
+            persistence = Some(started);
         }
         let chat = Arc::new(chat);
         let core = Arc::new(McpCore {
@@ -192,11 +194,17 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         background_cancel.cancel();
         background.close();
         background.wait().await;
+        if let Some(persistence) = &persistence {
+            persistence.close(SPOOL_CLOSE_WITHIN).await;
+        }
         writer_cancel.cancel();
         let _ = writer.await;
         Ok(())
     })
 }
+
+/// Longest the last turns queued for the spool's disk are waited for at shutdown.
+const SPOOL_CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
 const MEMORY_STORE_MAX_THREADS: usize = 20_000;

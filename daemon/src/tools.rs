@@ -5,6 +5,7 @@
 use crate::chat::{ChatArgs, ChatError, ChatService};
 use crate::providers::limits::provider_setting;
 use crate::providers::models::MODELS;
+use crate::supabase::Persisted;
 use crate::EventEmitter;
 use exai_proto::{CorrelationId, Provider, Tool};
 use serde_json::{json, Map, Value};
@@ -158,6 +159,9 @@ impl Tools {
                     meta.insert("ttft_ms".into(), (ttft.as_millis() as u64).into());
                 }
                 meta.insert("attempts".into(), answer.attempts.into());
+                if let Some(persisted) = &answer.persisted {
+                    say_how_persisted(persisted, &mut text, &mut meta);
+                }
                 ToolOutput {
                     text,
                     is_error: false,
@@ -262,7 +266,9 @@ fn supabase_status(chat: &ChatService) -> Value {
             let s = p.status();
             json!({"enabled": true, "spool_records": s.spool.depth, "spool_bytes": s.spool.bytes,
                    "spool_max_bytes": s.spool.max_bytes, "spool_refused": s.spool.refused,
-                   "uploaded": s.uploaded, "failing": s.failing, "dead_lettered": s.dead_lettered})
+                   "spool_damaged": s.spool.damaged, "spool_write_timeouts": s.write_timeouts,
+                   "spool_queued": s.queued, "uploaded": s.uploaded, "failing": s.failing,
+                   "dead_lettered": s.dead_lettered})
         }
     }
 }
@@ -283,6 +289,26 @@ fn version() -> ToolOutput {
         is_error: false,
         meta,
     }
+}
+
+/// Tells the client what became of its turn in the Supabase spool: `_meta.persisted`
+/// (`written`, `queued` or `refused`), and a line in the text unless it was written.
+fn say_how_persisted(persisted: &Persisted, text: &mut String, meta: &mut Map<String, Value>) {
+    let state = match persisted {
+        Persisted::Written => "written",
+        Persisted::Queued { waited } => {
+            text.push_str(&format!(
+                "\n\n[this turn is queued for Supabase but not yet on disk: the spool's disk did not answer within {} ms (EXAI_SPOOL_WRITE_TIMEOUT_MS); it is written when the disk recovers]",
+                waited.as_millis()
+            ));
+            "queued"
+        }
+        Persisted::Refused(why) => {
+            text.push_str(&format!("\n\n[this turn will not reach Supabase: {why}]"));
+            "refused"
+        }
+    };
+    meta.insert("persisted".into(), state.into());
 }
 
 fn chat_error_text(e: &ChatError) -> String {

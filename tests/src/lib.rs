@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod process;
 pub mod procfs;
 pub mod redis;
+pub mod spool;
 
 pub use metrics::Scrape;
 pub use process::{Agent, Daemon, Proc};

@@ -3,64 +3,22 @@
 //! dead-letter file with a log line and a count, and every record after it still
 //! arrives; new chats go on flowing.
 
-use exai_daemon::supabase::frame;
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::fake_postgrest::FakePostgrest;
 use exai_tests::mcp;
+use exai_tests::spool::{record, segment};
 use exai_tests::{wait_for, Daemon, PATIENCE};
 use serde_json::{json, Value};
 use std::path::Path;
 
-/// A spool record as a build before the `continuation_id` rule wrote it.
-fn record(conversation: &str, prompt: &str, at_unix_ms: u64) -> Vec<u8> {
-    let at = |ms: u64| {
-        let secs = ms / 1000;
-        format!(
-            "2024-11-24T20:{:02}:{:02}.{:03}Z",
-            (secs / 60) % 60,
-            secs % 60,
-            ms % 1000
-        )
-    };
-    let message = |id: String, role: &str, content: String, ms: u64| {
-        json!({"id": id, "conversation_id": conversation, "role": role, "content": content,
-               "model": "glm-4.5-flash", "tokens": 1, "correlation_id": "c", "created_at": at(ms)})
-    };
-    let mut payload = b"1\n".to_vec();
-    payload.extend_from_slice(json!(conversation).to_string().as_bytes());
-    payload.push(b'\n');
-    payload.extend_from_slice(
-        json!({"id": conversation, "model": "glm-4.5-flash", "updated_at": at(at_unix_ms)})
-            .to_string()
-            .as_bytes(),
-    );
-    payload.push(b'\n');
-    let user = message(
-        format!("u-{prompt}"),
-        "user",
-        prompt.to_string(),
-        at_unix_ms,
-    );
-    let answer = message(
-        format!("a-{prompt}"),
-        "assistant",
-        format!("echo: {prompt}"),
-        at_unix_ms + 1,
-    );
-    payload.extend_from_slice(format!("{user},{answer}").as_bytes());
-    let mut framed = Vec::new();
-    frame::encode(&payload, &mut framed);
-    framed
-}
-
 fn seed_spool(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let mut segment = Vec::new();
-    segment.extend(record("before", "first", 1_000));
-    segment.extend(record("bad\u{0}id", "poisoned", 2_000));
-    segment.extend(record("after", "third", 3_000));
-    segment.extend(record("after", "fourth", 4_000));
-    std::fs::write(dir.join("segment-00000000000000000001.spool"), segment).unwrap();
+    let mut bytes = Vec::new();
+    bytes.extend(record("before", "first", 1_000));
+    bytes.extend(record("bad\u{0}id", "poisoned", 2_000));
+    bytes.extend(record("after", "third", 3_000));
+    bytes.extend(record("after", "fourth", 4_000));
+    std::fs::write(segment(dir, 1), bytes).unwrap();
 }
 
 #[test]

@@ -32,6 +32,12 @@ pub struct SupabaseConfig {
     pub request_timeout: Duration,
     /// After Supabase rejects the key (401/403), how long uploads pause before one try.
     pub auth_retry: Duration,
+    /// Longest a chat waits for its turn's spool write (EXAI_SPOOL_WRITE_TIMEOUT_MS);
+    /// past it the chat answers and says the turn is queued, not yet on disk.
+    pub write_timeout: Duration,
+    /// Test hook (EXAI_SPOOL_TEST_HOLD_FILE): while this file exists the spool's writer
+    /// holds, as a stalled disk would. Unset in production.
+    pub test_hold_file: Option<PathBuf>,
 }
 
 /// The spool's default home: durable across reboots, unlike `/tmp`.
@@ -157,6 +163,18 @@ pub(super) fn supabase(
             60usize,
             at_least(1),
         )? as u64),
+        write_timeout: Duration::from_millis(s.get_checked(
+            "EXAI_SPOOL_WRITE_TIMEOUT_MS",
+            None,
+            1000u64,
+            |ms| match ms {
+                1..=60_000 => Ok(()),
+                _ => Err("expected 1 to 60000 ms".into()),
+            },
+        )?),
+        test_hold_file: Some(s.get("EXAI_SPOOL_TEST_HOLD_FILE", None, String::new())?)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     }))
 }
 
