@@ -12,6 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest response body or streamed text the daemon accepts from a provider.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest single server-sent event: a streamed chunk is a few hundred bytes; an event
+/// that never ends must not grow for the whole call timeout.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Largest streamed response, framing and every event included (a token's event carries
+/// a few hundred bytes of JSON around a few bytes of text).
+const MAX_STREAM_BYTES: usize = 4 * MAX_RESPONSE_BYTES;
 /// How much of an error body is kept for the message.
 const MAX_ERROR_MESSAGE: usize = 300;
 
@@ -369,12 +375,47 @@ async fn read_whole(response: reqwest::Response, key: &Secret) -> Result<ChatRep
     })
 }
 
+/// Why a stream's bytes stopped being taken.
+#[derive(Debug, thiserror::Error)]
+enum StreamLimit {
+    #[error("{0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("a streamed event larger than {MAX_EVENT_BYTES} bytes")]
+    EventTooLarge,
+    #[error("a streamed response larger than {MAX_STREAM_BYTES} bytes")]
+    StreamTooLarge,
+}
+
+/// The response's bytes, cut off with an error once an event grows past
+/// [`MAX_EVENT_BYTES`] or the whole stream past [`MAX_STREAM_BYTES`]. `since_event` counts
+/// bytes taken since the last event came out of the parser; the reader zeroes it.
+fn bounded_bytes(
+    response: reqwest::Response,
+    since_event: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, StreamLimit>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut total = 0usize;
+    response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(StreamLimit::Transport)?;
+        total += chunk.len();
+        let pending = since_event.fetch_add(chunk.len(), Relaxed) + chunk.len();
+        if pending > MAX_EVENT_BYTES {
+            Err(StreamLimit::EventTooLarge)
+        } else if total > MAX_STREAM_BYTES {
+            Err(StreamLimit::StreamTooLarge)
+        } else {
+            Ok(chunk)
+        }
+    })
+}
+
 async fn read_stream(
     response: reqwest::Response,
     sent: Instant,
     key: &Secret,
 ) -> Result<ChatReply, CallError> {
-    let mut events = response.bytes_stream().eventsource();
+    let since_event = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut events = bounded_bytes(response, since_event.clone()).eventsource();
     let mut reply = ChatReply {
         content: String::new(),
         usage: Usage::default(),
@@ -385,7 +426,13 @@ async fn read_stream(
         finish_reason: None,
     };
     while let Some(event) = events.next().await {
-        let event = event.map_err(|e| CallError::BrokenStream(describe(&e, key)))?;
+        let event = event.map_err(|e| match e {
+            eventsource_stream::EventStreamError::Transport(
+                limit @ (StreamLimit::EventTooLarge | StreamLimit::StreamTooLarge),
+            ) => CallError::Malformed(limit.to_string()),
+            other => CallError::BrokenStream(describe(&other, key)),
+        })?;
+        since_event.store(0, std::sync::atomic::Ordering::Relaxed);
         reply.bytes += event.data.len() as u64;
         if event.data.trim() == "[DONE]" {
             return Ok(reply);

@@ -16,7 +16,8 @@ pub struct Answer {
     pub meta: ReplyMeta,
     pub reply: Reply,
     pub usage: Usage,
-    /// One of `StallStream`, `Cut`, `Malformed`, or `None` for an honest answer.
+    /// One of `StallStream`, `Cut`, `Malformed`, `EndlessEvent`, or `None` for an honest
+    /// answer.
     pub fault: Option<FaultKind>,
     /// Pause between streamed chunks.
     pub pace: Option<Duration>,
@@ -37,6 +38,17 @@ impl Answer {
             Some(FaultKind::StallStream) => {
                 (script(vec![], None, Tail::Stall, stop), Some(json.len()))
             }
+            Some(FaultKind::EndlessEvent) => (
+                script(
+                    vec![Bytes::from_static(
+                        b"{\"choices\":[{\"message\":{\"content\":\"",
+                    )],
+                    None,
+                    Tail::Endless,
+                    stop,
+                ),
+                None,
+            ),
             _ => (full(json), None),
         };
         let mut response = Response::new(body);
@@ -67,6 +79,14 @@ impl Answer {
                 let mut events = self.events();
                 events.truncate((self.reply.token_count() / 2).max(1));
                 (events, Tail::Cut)
+            }
+            Some(FaultKind::EndlessEvent) => {
+                let mut events = self.events();
+                events.truncate(1);
+                events.push(Bytes::from_static(
+                    b"data: {\"choices\":[{\"delta\":{\"content\":\"",
+                ));
+                (events, Tail::Endless)
             }
             _ => (self.events(), Tail::Finish),
         };

@@ -73,7 +73,13 @@ pub enum Tail {
     Cut,
     /// Send nothing more until the client leaves or the server stops.
     Stall,
+    /// Send [`ENDLESS_CHUNK`] after [`ENDLESS_CHUNK`], never a newline, until the client
+    /// leaves or the server stops.
+    Endless,
 }
+
+/// What an endless body repeats.
+const ENDLESS_CHUNK: &[u8] = &[b'x'; 64 << 10];
 
 /// A body sent piece by piece.
 pub struct Script {
@@ -97,6 +103,14 @@ impl Script {
                 }
                 let abort = match tail? {
                     Tail::Finish => return None,
+                    Tail::Endless => {
+                        if stop.is_cancelled() {
+                            Abort::ShuttingDown
+                        } else {
+                            let chunk = Bytes::from_static(ENDLESS_CHUNK);
+                            return Some((Ok(Frame::data(chunk)), (events, tail, stop)));
+                        }
+                    }
                     Tail::Cut => {
                         // hyper sends buffered bytes when the body is pending; erroring at once
                         // would discard what was "sent" along with the connection.

@@ -47,7 +47,8 @@ An OpenAI-compatible chat-completions server standing in for Kimi and GLM.
 
 POST */chat/completions echoes the last user message. Directives in that message:
 [fault:429 retry-after=N] [fault:500] [fault:503] [fault:stall] [fault:stall-stream]
-[fault:cut] [fault:malformed], a count suffix such as [fault:500x2], and [latency:MS].
+[fault:cut] [fault:malformed] [fault:endless-event], a count suffix such as [fault:500x2],
+and [latency:MS].
 POST /_control {\"fault\":\"500\",\"count\":3} arms a fault for any request;
 {\"fault\":null} resets. GET /_requests, DELETE /_requests, GET /_stats.
 ";
