@@ -159,16 +159,22 @@ pub async fn serve(
         instances: Mutex::new(HashMap::new()),
     });
     let tracker = TaskTracker::new();
+    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(stream) => stream,
+                Ok(stream) => {
+                    backoff.accepted();
+                    stream
+                }
                 Err(e) => {
                     // Out of file descriptors, say: pause rather than spin.
-                    warn!(error = %e, "accepting an event-pipe connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    let pause = backoff.failed("event pipe", &e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };
