@@ -1,7 +1,9 @@
 //! The daemon's settings: environment variables, overridden by command-line flags.
 
+mod connections;
 mod persistence;
 
+pub use connections::{ConnectionLimits, BODY_GRACE};
 pub use persistence::{redact_url, StorageConfig, SupabaseConfig};
 
 use crate::providers::models::{self, ModelInfo};
@@ -44,7 +46,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Required bearer token (EXAI_WS_TOKEN), at least 16 characters; `None` = open.
     pub token: Option<Secret>,
-    pub max_connections: usize,
+    /// Places for clients, deadlines, and the Streamable HTTP session bound.
+    pub limits: ConnectionLimits,
     pub max_frame_bytes: usize,
     pub max_inflight_per_connection: usize,
     /// Tool results above this are cut, with a notice.
@@ -99,6 +102,9 @@ pub struct DaemonConfig {
     pub storage: StorageConfig,
     /// `None` unless both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set.
     pub supabase: Option<SupabaseConfig>,
+    /// At SIGTERM, how long model calls in flight may go on before they are cancelled
+    /// and answered with an error (EXAI_SHUTDOWN_GRACE_S).
+    pub shutdown_grace: Duration,
 }
 
 fn at_least(min: usize) -> impl FnOnce(&usize) -> Result<(), String> {
@@ -210,12 +216,7 @@ impl DaemonConfig {
                 s.get("EXAI_WS_PORT", flag("--ws-port", &flags.ws_port), 8079u16)?,
             ),
             token,
-            max_connections: s.get_checked(
-                "EXAI_WS_MAX_CONNECTIONS",
-                None,
-                2048usize,
-                at_least(1),
-            )?,
+            limits: connections::load(env, &s)?,
             max_frame_bytes: s.get_checked(
                 "EXAI_WS_MAX_FRAME_BYTES",
                 None,
@@ -314,6 +315,15 @@ impl DaemonConfig {
         };
         let storage = persistence::storage(&s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;
+        let shutdown_grace = Duration::from_secs(s.get_checked(
+            "EXAI_SHUTDOWN_GRACE_S",
+            None,
+            8u64,
+            |n| match n {
+                0..=3600 => Ok(()),
+                _ => Err("expected 0 to 3600 seconds".into()),
+            },
+        )?);
         Ok(Self {
             events_socket,
             event_queue_capacity,
@@ -326,6 +336,7 @@ impl DaemonConfig {
             conversations,
             storage,
             supabase,
+            shutdown_grace,
         })
     }
 }

@@ -94,7 +94,12 @@ pub struct Tools {
     emitter: EventEmitter,
     started: Instant,
     max_result_bytes: usize,
+    /// The server's connection and session counts, for `status`; set once it exists.
+    connections: std::sync::OnceLock<ConnectionReport>,
 }
+
+/// Reads the server's connection and session counts as JSON.
+pub type ConnectionReport = Box<dyn Fn() -> Value + Send + Sync>;
 
 impl Tools {
     pub fn new(chat: Arc<ChatService>, emitter: EventEmitter, max_result_bytes: usize) -> Self {
@@ -103,7 +108,13 @@ impl Tools {
             emitter,
             started: Instant::now(),
             max_result_bytes,
+            connections: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets `status` show the server's connections and sessions.
+    pub fn report_connections(&self, report: ConnectionReport) {
+        let _ = self.connections.set(report);
     }
 
     /// Runs tool `name`. Unknown tools and bad arguments are the caller's error.
@@ -234,6 +245,7 @@ impl Tools {
             "supabase": supabase_status(&self.chat),
             "agent": {"connected": pipe.connected, "events_dropped": pipe.dropped.total(), "queue_depth": pipe.queue_depth},
             "in_flight": limits.in_flight(),
+            "connections": self.connections.get().map(|report| report()),
         });
         let text = serde_json::to_string_pretty(&status).unwrap_or_default();
         let Value::Object(meta) = status else {

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The prefix of every thread key.
 pub const KEY_PREFIX: &str = "exai:thread:";
@@ -86,6 +87,7 @@ impl RedisStore {
         ttl: Duration,
         timeout: Duration,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<Self, StorageError> {
         let shown_url = redact_url(url);
         let unavailable = |message: String| StorageError::Unavailable {
@@ -110,7 +112,7 @@ impl RedisStore {
             lost: Notify::new(),
             shown_url,
         });
-        tokio::spawn(probe(conn.clone(), health.clone(), cancel));
+        tasks.spawn(probe(conn.clone(), health.clone(), cancel));
         Ok(Self {
             conn,
             ttl_secs: ttl.as_secs().max(1),
@@ -272,6 +274,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_millis(200),
             cancel.clone(),
+            &TaskTracker::new(),
         )
         .unwrap();
         let first = store.load("t").await.unwrap_err();
@@ -299,6 +302,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
             CancellationToken::new(),
+            &TaskTracker::new(),
         )
         .err()
         .expect("bad URL");
