@@ -241,7 +241,7 @@ impl ChatService {
         } else {
             self.save(&continuation_id, &thread, correlation)
                 .await
-                .map_err(|e| format!("{e}; this turn was not saved"))
+                .map_err(|e| format!("{}; this turn was not saved", crate::cause::chain(&e)))
         };
         if let Err(saved) = saved {
             history_notice = Some(match history_notice {
@@ -286,7 +286,10 @@ impl ChatService {
             Err(e) => History {
                 continuation_id: id.to_string(),
                 thread: Thread::default(),
-                notice: Some(format!("{e}; answered without earlier turns")),
+                notice: Some(format!(
+                    "{}; answered without earlier turns",
+                    crate::cause::chain(&e)
+                )),
                 stalled: matches!(e, StorageError::Timeout { .. }),
             },
         }

@@ -3,6 +3,7 @@
 //! [`pipe_writer`] ships what was recorded to the agent off the request path.
 
 pub mod bridge;
+pub mod cause;
 pub mod chat;
 pub mod clock;
 pub mod config;

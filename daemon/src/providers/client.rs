@@ -4,6 +4,7 @@
 
 use super::secret::Secret;
 use super::wire::{Completion, CompletionRequest, ErrorBody, Message, StreamOptions, Usage};
+use crate::cause::Cause;
 use eventsource_stream::Eventsource;
 use exai_proto::{CallStatus, Provider};
 use futures_util::StreamExt;
@@ -93,10 +94,20 @@ pub enum CallError {
     Rejected { status: u16, message: String },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("stream broke off: {0}")]
-    BrokenStream(String),
+    /// `message` is the redacted text a person sees; `cause` the error itself (its URL
+    /// removed: it may carry credentials).
+    #[error("cannot connect: {message}")]
+    Connect {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    #[error("stream broke off: {message}")]
+    BrokenStream {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("malformed response: {0}")]
     Malformed(String),
     #[error("cancelled by the client")]
@@ -110,8 +121,8 @@ impl CallError {
             CallError::Server { .. } => CallStatus::ServerError,
             CallError::Rejected { .. } | CallError::Malformed(_) => CallStatus::ClientError,
             CallError::Timeout(_) => CallStatus::Timeout,
-            CallError::Connect(_) => CallStatus::ConnectError,
-            CallError::BrokenStream(_) => CallStatus::BrokenStream,
+            CallError::Connect { .. } => CallStatus::ConnectError,
+            CallError::BrokenStream { .. } => CallStatus::BrokenStream,
             CallError::Cancelled => CallStatus::Cancelled,
         }
     }
@@ -121,7 +132,7 @@ impl CallError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            CallError::RateLimited { .. } | CallError::Server { .. } | CallError::Connect(_)
+            CallError::RateLimited { .. } | CallError::Server { .. } | CallError::Connect { .. }
         )
     }
 }
@@ -260,7 +271,7 @@ impl ProviderClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| classify_send_error(&e, key))?;
+            .map_err(|e| classify_send_error(e, key))?;
         let status = response.status();
         if !status.is_success() {
             return Err(error_response(response, key).await);
@@ -273,13 +284,16 @@ impl ProviderClient {
     }
 }
 
-fn classify_send_error(e: &reqwest::Error, key: &Secret) -> CallError {
-    let text = describe(e, key);
+fn classify_send_error(e: reqwest::Error, key: &Secret) -> CallError {
+    let message = describe(&e, key);
     // A connect timeout is both; it is a connect error, and retried as one.
     if e.is_timeout() && !e.is_connect() {
         CallError::Timeout(Duration::ZERO)
     } else {
-        CallError::Connect(text)
+        CallError::Connect {
+            message,
+            cause: Some(Cause::new(e.without_url())),
+        }
     }
 }
 
@@ -344,7 +358,10 @@ async fn read_limited(
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::BrokenStream(describe(&e, key)))?;
+        let chunk = chunk.map_err(|e| CallError::BrokenStream {
+            message: describe(&e, key),
+            cause: Some(Cause::new(e.without_url())),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(CallError::Malformed(format!(
                 "response larger than {limit} bytes"
@@ -396,7 +413,8 @@ fn bounded_bytes(
     use std::sync::atomic::Ordering::Relaxed;
     let mut total = 0usize;
     response.bytes_stream().map(move |chunk| {
-        let chunk = chunk.map_err(StreamLimit::Transport)?;
+        // Without its URL: the error may end up in a cause that is printed.
+        let chunk = chunk.map_err(|e| StreamLimit::Transport(e.without_url()))?;
         total += chunk.len();
         let pending = since_event.fetch_add(chunk.len(), Relaxed) + chunk.len();
         if pending > MAX_EVENT_BYTES {
@@ -430,7 +448,10 @@ async fn read_stream(
             eventsource_stream::EventStreamError::Transport(
                 limit @ (StreamLimit::EventTooLarge | StreamLimit::StreamTooLarge),
             ) => CallError::Malformed(limit.to_string()),
-            other => CallError::BrokenStream(describe(&other, key)),
+            other => CallError::BrokenStream {
+                message: describe(&other, key),
+                cause: Some(Cause::new(other)),
+            },
         })?;
         since_event.store(0, std::sync::atomic::Ordering::Relaxed);
         reply.bytes += event.data.len() as u64;
@@ -460,9 +481,10 @@ async fn read_stream(
             )));
         }
     }
-    Err(CallError::BrokenStream(
-        "the stream ended before [DONE]".into(),
-    ))
+    Err(CallError::BrokenStream {
+        message: "the stream ended before [DONE]".into(),
+        cause: None,
+    })
 }
 
 /// Exponential backoff with jitter: attempt n waits a random time between half and all

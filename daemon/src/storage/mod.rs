@@ -34,18 +34,25 @@ impl Thread {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
+    /// `message` says it in a person's words; `cause`, when there is one, is the error.
     #[error("{backend} storage unavailable: {message}")]
     Unavailable {
         backend: StorageBackend,
         message: String,
+        #[source]
+        cause: Option<crate::cause::Cause>,
     },
     #[error("{backend} storage did not answer within {millis} ms")]
     Timeout {
         backend: StorageBackend,
         millis: u64,
     },
-    #[error("stored thread is unreadable: {0}")]
-    Corrupt(String),
+    #[error("stored thread {what} is unreadable")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: crate::cause::Cause,
+    },
     #[error("the conversation is {bytes} bytes, more than the in-memory store keeps ({max}, EXAI_MEMORY_STORE_MAX_BYTES)")]
     TooLarge { bytes: usize, max: usize },
 }

@@ -16,6 +16,7 @@
 //! and the first probe that gets an answer brings the store back without a restart.
 
 use super::{ConversationStore, StorageError, StoreHealth, Thread};
+use crate::cause::Cause;
 use crate::config::redact_url;
 use exai_proto::StorageBackend;
 use futures_util::future::BoxFuture;
@@ -90,13 +91,14 @@ impl RedisStore {
         tasks: &TaskTracker,
     ) -> Result<Self, StorageError> {
         let shown_url = redact_url(url);
-        let unavailable = |message: String| StorageError::Unavailable {
+        let unavailable = |message: String, e: redis::RedisError| StorageError::Unavailable {
             backend: StorageBackend::Redis,
             message,
+            cause: Some(Cause::new(e)),
         };
         let client = redis::Client::open(url).map_err(|e| {
             let why = crate::redact::redact_urls_in(&e.to_string());
-            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"))
+            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"), e)
         })?;
         // One attempt per reconnect: the probe paces the retries, so a call never waits
         // behind the manager's own backoff.
@@ -105,7 +107,7 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}: {e}")))?;
+            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}"), e))?;
         let health = Arc::new(Health {
             reachable: AtomicBool::new(true),
             last_error: Mutex::new(String::new()),
@@ -134,6 +136,7 @@ impl RedisStore {
         Err(StorageError::Unavailable {
             backend: StorageBackend::Redis,
             message: self.health.last_error(),
+            cause: None,
         })
     }
 
@@ -146,6 +149,7 @@ impl RedisStore {
         StorageError::Unavailable {
             backend: StorageBackend::Redis,
             message,
+            cause: Some(Cause::new(e)),
         }
     }
 }
@@ -177,9 +181,14 @@ impl ConversationStore for RedisStore {
             self.health.up();
             match value {
                 None => Ok(None),
-                Some(bytes) => serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StorageError::Corrupt(format!("{}: {e}", Self::key(id)))),
+                Some(bytes) => {
+                    serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|e| StorageError::Corrupt {
+                            what: Self::key(id),
+                            cause: Cause::new(e),
+                        })
+                }
             }
         })
     }
@@ -191,8 +200,10 @@ impl ConversationStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             self.check_reachable()?;
-            let value = serde_json::to_vec(thread)
-                .map_err(|e| StorageError::Corrupt(format!("cannot encode thread: {e}")))?;
+            let value = serde_json::to_vec(thread).map_err(|e| StorageError::Corrupt {
+                what: format!("{} (to be written)", Self::key(id)),
+                cause: Cause::new(e),
+            })?;
             let mut conn = self.conn.clone();
             let () = redis::cmd("SET")
                 .arg(Self::key(id))
@@ -283,6 +294,12 @@ mod tests {
             "{first}"
         );
         assert!(!store.health().reachable);
+        // The Redis error is kept as the source, not only flattened into the text.
+        let source = std::error::Error::source(&first).expect("a source");
+        let cause = source
+            .downcast_ref::<crate::cause::Cause>()
+            .expect("the cause");
+        assert!(cause.get().downcast_ref::<redis::RedisError>().is_some());
         let started = std::time::Instant::now();
         let again = store.save("t", &Thread::default()).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(50), "fails fast");

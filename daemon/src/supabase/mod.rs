@@ -68,7 +68,7 @@ impl UploadState {
             Failure::Refused(why) | Failure::RowsRefused(why) => {
                 format!("rows refused ({why}); uploads paused")
             }
-            Failure::Transient(why) => format!("{why}; retrying"),
+            Failure::Transient { why, .. } => format!("{why}; retrying"),
         };
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }

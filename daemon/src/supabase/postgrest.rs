@@ -35,9 +35,14 @@ pub struct Answer {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// Worth retrying: no answer, a timeout, 408, 429 or 5xx.
-    #[error("{0}")]
-    Transient(String),
+    /// Worth retrying: no answer, a timeout, 408, 429 or 5xx. `cause`: the request's
+    /// error, when there was no answer (its URL removed).
+    #[error("{why}")]
+    Transient {
+        why: String,
+        #[source]
+        cause: Option<crate::cause::Cause>,
+    },
     /// 401 or 403: the key is wrong or lacks the right; retrying soon will not help.
     #[error("{0}")]
     Auth(String),
@@ -95,7 +100,12 @@ impl PostgrestClient {
                     let text = self.key.scrub(&e.to_string());
                     format!("request failed: {}", crate::redact::redact_urls_in(&text))
                 };
-                return answer(SupabaseResult::Retry, 0, Some(Failure::Transient(why)));
+                let cause = Some(crate::cause::Cause::new(e.without_url()));
+                return answer(
+                    SupabaseResult::Retry,
+                    0,
+                    Some(Failure::Transient { why, cause }),
+                );
             }
         };
         let status = response.status();
@@ -116,7 +126,10 @@ impl PostgrestClient {
         };
         let (result, failure) = match code {
             401 | 403 => (SupabaseResult::Rejected, Failure::Auth(why)),
-            408 | 429 | 500..=599 => (SupabaseResult::Retry, Failure::Transient(why)),
+            408 | 429 | 500..=599 => (
+                SupabaseResult::Retry,
+                Failure::Transient { why, cause: None },
+            ),
             _ if about_the_rows(code, &body) => {
                 (SupabaseResult::Rejected, Failure::RowsRefused(why))
             }

@@ -158,7 +158,7 @@ impl Uploader {
                     linger = false;
                     trouble.failures += 1;
                     let pause = match &failure {
-                        Failure::Transient(_) => backoff(trouble.failures),
+                        Failure::Transient { .. } => backoff(trouble.failures),
                         Failure::Auth(_) | Failure::Refused(_) | Failure::RowsRefused(_) => {
                             pause_after_refusal
                         }
@@ -216,7 +216,7 @@ fn warn(failure: &Failure, pause: Duration, waiting: u64) {
             retry_in_s = pause.as_secs(),
             "Supabase refused the rows ({why}); uploads paused, records kept in the spool. Check the schema (compose/supabase/schema.sql)"
         ),
-        Failure::Transient(why) => tracing::warn!(
+        Failure::Transient { why, .. } => tracing::warn!(
             records_waiting = waiting,
             "Supabase upload failed ({why}); retrying with backoff, records kept in the spool"
         ),
