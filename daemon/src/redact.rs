@@ -49,8 +49,10 @@ pub fn redact_urls_in(text: &str) -> String {
     let mut rest = text;
     while let Some(found) = rest.find("://") {
         let start = rest[..found]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = rest[found..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | '<'))
             .map_or(rest.len(), |i| found + i);
@@ -125,6 +127,10 @@ mod tests {
             "error sending request for url (http://[redacted]@127.0.0.1:9/v1/chat/completions): connection refused; see \"https://x/?token=[redacted]\""
         );
         assert_eq!(redact_urls_in("no url here"), "no url here");
+        assert_eq!(
+            redact_urls_in("é://u:p@h/ and ü·http://u:p@h"),
+            "é://[redacted]@h/ and ü·http://[redacted]@h"
+        );
         assert_eq!(redact_urls_in("://"), "://");
     }
 }
