@@ -340,7 +340,8 @@ fn no_arguments(tool: &'static str, args: &Map<String, Value>) -> Result<(), Inv
     }
 }
 
-fn parse_chat(args: &Map<String, Value>) -> Result<ChatArgs, InvalidParams> {
+/// The `chat` tool's arguments, checked.
+pub fn parse_chat(args: &Map<String, Value>) -> Result<ChatArgs, InvalidParams> {
     let bad = |why: String| InvalidParams::BadArguments { tool: "chat", why };
     for key in args.keys() {
         if !matches!(

@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+pub use ws::{cancelled_request, check_frame};
+
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// How long the accept loop waits for a connection closed to make room to be gone.

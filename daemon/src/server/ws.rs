@@ -490,7 +490,7 @@ where
 }
 
 /// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
-fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
+pub fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
     // The common case parses once. Only a frame that fails, or that names the one method
     // answered here, is parsed again to say what is wrong with it.
     if !crate::mcp::mentions_discover(text.as_bytes()) {
@@ -526,7 +526,8 @@ fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMess
     })
 }
 
-fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+/// The request a `notifications/cancelled` names.
+pub fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
     let ClientJsonRpcMessage::Notification(n) = message else {
         return None;
     };

@@ -30,7 +30,7 @@
 
 mod open;
 mod reader;
-mod scan;
+pub mod scan;
 pub mod writer;
 
 pub use reader::{Batch, SpoolReader};
