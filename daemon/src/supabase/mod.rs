@@ -230,6 +230,11 @@ impl Persistence {
         self.writer.write_timeouts()
     }
 
+    /// Turns waiting for the spool's writer thread now (for the heartbeat).
+    pub fn spool_queued(&self) -> u64 {
+        self.writer.queued()
+    }
+
     /// Turns refused by the spool since start: full, too large, disk error, writer
     /// backlog (for the heartbeat).
     pub fn spool_refused(&self) -> u64 {
