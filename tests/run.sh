@@ -62,6 +62,28 @@ trap 'rm -f "$out"' EXIT
 status=0
 # Every test binary runs, even after one fails; the summary counts them all.
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+
+# Fuzzing: each target for EXAI_FUZZ_SECONDS (default 60; 0 skips), a crash fails the
+# run. cargo-fuzz wants nightly flags; RUSTC_BOOTSTRAP=1 lets this stable toolchain take
+# them. The first build of the daemon's targets takes several minutes.
+fuzz_seconds=${EXAI_FUZZ_SECONDS:-60}
+fuzz_failed=()
+if [ "$fuzz_seconds" -gt 0 ]; then
+    if ! command -v cargo-fuzz >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked
+    fi
+    for target in proto:stream_decoder daemon:mcp_input daemon:spool_records; do
+        dir=${target%%:*}
+        name=${target#*:}
+        log "fuzz $dir/$name for $fuzz_seconds s"
+        if ! (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$name" -- \
+                -max_total_time="$fuzz_seconds" -print_final_stats=1 2>&1 | tail -n 25); then
+            fuzz_failed+=("$dir/$name")
+        fi
+    done
+fi
+
 # One closing line for the whole run: cargo's own last line is a doc-test binary's. A
 # binary that died without its result line (a crash, a signal) is counted too.
 awk '/^ *(Running|Doc-tests) / { binaries++ }
@@ -69,4 +91,8 @@ awk '/^ *(Running|Doc-tests) / { binaries++ }
      END { printf "\nSummary: %d passed, %d failed, in %d test binaries", p, f, binaries;
            if (binaries > results) printf "; %d of them ended without a result", binaries - results;
            printf "\n" }' "$out"
+if [ ${#fuzz_failed[@]} -gt 0 ]; then
+    printf 'Fuzzing found a crash in: %s (inputs in <crate>/fuzz/artifacts/)\n' "${fuzz_failed[*]}"
+    status=1
+fi
 exit $status

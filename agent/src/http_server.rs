@@ -55,14 +55,25 @@ pub async fn serve_with(
     send_buffer: Option<usize>,
 ) {
     let tracker = TaskTracker::new();
+    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
+    let what = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff.accepted();
+                    pair
+                }
                 Err(e) => {
-                    debug!(error = %e, "accept failed");
-                    continue;
+                    let pause = backoff.failed(&what, &e);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
                 }
             },
         };

@@ -2,6 +2,7 @@
 //! their events into metrics, health and a live dashboard. It knows the event protocol,
 //! not MCP.
 
+pub mod accept_backoff;
 pub mod config;
 pub mod daemons;
 pub mod dashboard;

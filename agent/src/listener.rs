@@ -197,19 +197,19 @@ pub async fn serve(
         max_connections,
     });
     let tracker = TaskTracker::new();
-    let mut accept_errors = AcceptErrors::default();
+    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
+    let mut refused_logged = None;
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(stream) => {
-                    accept_errors.reset();
+                    backoff.accepted();
                     stream
                 }
                 Err(e) => {
-                    // Out of file descriptors, say: pause rather than spin, and say so
-                    // once a second at most.
-                    let pause = accept_errors.failed(&e);
+                    // Out of file descriptors, say: pause rather than spin.
+                    let pause = backoff.failed("event pipe", &e);
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(pause) => continue,
@@ -222,7 +222,7 @@ pub async fn serve(
         if ingest.open.fetch_add(1, Ordering::AcqRel) >= ingest.max_connections {
             ingest.open.fetch_sub(1, Ordering::AcqRel);
             families.frame_rejected("too_many_connections");
-            warn_limited(&mut accept_errors.refused_logged, || {
+            warn_limited(&mut refused_logged, || {
                 warn!(
                     max = ingest.max_connections,
                     "refusing an event-pipe connection: EXAI_PIPE_MAX_CONNECTIONS reached"
@@ -235,31 +235,6 @@ pub async fn serve(
     }
     tracker.close();
     tracker.wait().await;
-}
-
-/// Failed accepts in a row: the pause before the next grows from 10 ms to 1 s, and a
-/// line is logged at most once a second.
-#[derive(Default)]
-struct AcceptErrors {
-    in_a_row: u32,
-    logged: Option<std::time::Instant>,
-    refused_logged: Option<std::time::Instant>,
-}
-
-impl AcceptErrors {
-    fn failed(&mut self, e: &io::Error) -> Duration {
-        self.in_a_row = self.in_a_row.saturating_add(1);
-        warn_limited(
-            &mut self.logged,
-            || warn!(error = %e, in_a_row = self.in_a_row, "accepting an event-pipe connection failed"),
-        );
-        Duration::from_millis(10u64.saturating_mul(1 << self.in_a_row.min(7)))
-            .min(Duration::from_secs(1))
-    }
-
-    fn reset(&mut self) {
-        self.in_a_row = 0;
-    }
 }
 
 /// Runs `log` unless it ran less than a second ago.

@@ -1,5 +1,6 @@
 //! What spooling a chat turn for Supabase costs the request path: encoding its rows and
-//! one `write` to the spool (no fsync; the flusher syncs once a second).
+//! one `write` to the spool (no fsync; the writer thread syncs once a second). The
+//! request path hands the record to that thread and waits for this write.
 //! Run: cargo bench -p exai-daemon --bench spool
 
 use criterion::{criterion_group, criterion_main, Criterion};

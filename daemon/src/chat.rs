@@ -100,6 +100,8 @@ pub struct ChatAnswer {
     /// Set when history could not be read or saved: the answer stands, without it.
     pub history_notice: Option<String>,
     pub usage: Usage,
+    /// What became of the turn in the Supabase spool, when Supabase is on.
+    pub persisted: Option<crate::supabase::Persisted>,
     /// To the first token of any kind (reasoning included).
     pub ttft: Option<Duration>,
     /// To the first token of the answer.
@@ -232,6 +234,10 @@ impl ChatService {
         &self.providers
     }
 
+    pub fn storage_usage(&self) -> Option<crate::storage::StoreUsage> {
+        self.store.usage()
+    }
+
     pub fn storage_backend(&self) -> exai_proto::StorageBackend {
         self.store.backend()
     }
@@ -265,64 +271,23 @@ impl ChatService {
             }
             .into());
         };
-        let (continuation_id, mut thread, mut history_notice, stalled) = match args
-            .continuation_id
-            .as_deref()
-        {
-            Some(id) if !id.trim().is_empty() => match self.load(id.trim(), correlation).await {
-                Ok(thread) => (
-                    id.trim().to_string(),
-                    thread.unwrap_or_default(),
-                    None,
-                    false,
-                ),
-                Err(e) => (
-                    id.trim().to_string(),
-                    Thread::default(),
-                    Some(format!("{e}; answered without earlier turns")),
-                    matches!(e, StorageError::Timeout { .. }),
-                ),
-            },
-            _ => (
-                crate::mcp::correlation::fast_uuid().to_string(),
-                Thread::default(),
-                None,
-                false,
-            ),
-        };
-
-        let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);
-        if let Some(system) = args
-            .system_prompt
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-        {
-            messages.push(Message {
-                role: Role::System,
-                content: system.to_string(),
-            });
-        }
-        for turn in &thread.turns {
-            messages.push(Message {
-                role: Role::User,
-                content: turn.user.clone(),
-            });
-            messages.push(Message {
-                role: Role::Assistant,
-                content: turn.assistant.clone(),
-            });
-        }
-        messages.push(Message {
-            role: Role::User,
-            content: args.prompt.clone(),
-        });
-        let history_turns = thread.turns.len();
-
-        let _permit = tokio::select! {
+        // The place first, then the history: a chat waiting for a place holds no copy of
+        // its thread, so a queue of waiting chats costs no more than their prompts.
+        let permit = tokio::select! {
             _ = cancel.cancelled() => return Err(ChatError::Cancelled),
             permit = self.limits.acquire(model.provider) => permit?,
         };
-        let _in_flight = InFlight::new(&self.emitter);
+        let in_flight = InFlight::new(&self.emitter);
+        let History {
+            continuation_id,
+            mut thread,
+            notice: mut history_notice,
+            stalled,
+        } = self
+            .history(args.continuation_id.as_deref(), correlation)
+            .await;
+        let messages = messages(args.system_prompt.as_deref(), &thread, &args.prompt);
+        let history_turns = thread.turns.len();
         let request = ChatRequest {
             model: &model.name,
             messages: &messages,
@@ -335,6 +300,8 @@ impl ChatService {
             progress,
         };
         let outcome = client.chat(request, cancel).await;
+        // The model call is over: its places go back before the turn is stored.
+        drop((in_flight, permit));
         self.record_call(&model, &outcome, correlation);
         let reply = match outcome {
             Ok(reply) => reply,
@@ -368,15 +335,20 @@ impl ChatService {
             },
             self.max_turns,
         );
-        if let (Some(persistence), Some(turn)) = (&self.persistence, thread.turns.last()) {
-            persistence.record_turn(
-                &continuation_id,
-                turn,
-                reply.usage.prompt_tokens,
-                reply.usage.completion_tokens,
-                correlation.as_str(),
-            );
-        }
+        let persisted = match (&self.persistence, thread.turns.last()) {
+            (Some(persistence), Some(turn)) => Some(
+                persistence
+                    .record_turn(
+                        &continuation_id,
+                        turn,
+                        reply.usage.prompt_tokens,
+                        reply.usage.completion_tokens,
+                        correlation.as_str(),
+                    )
+                    .await,
+            ),
+            _ => None,
+        };
         // After a read that timed out, a write would most likely wait out the timeout
         // too: the chat does not pay for a stalled store twice.
         let saved = if stalled {
@@ -384,7 +356,7 @@ impl ChatService {
         } else {
             self.save(&continuation_id, &thread, correlation)
                 .await
-                .map_err(|e| format!("{e}; this turn was not saved"))
+                .map_err(|e| format!("{}; this turn was not saved", crate::cause::chain(&e)))
         };
         if let Err(saved) = saved {
             history_notice = Some(match history_notice {
@@ -401,12 +373,43 @@ impl ChatService {
             history_turns,
             history_notice,
             usage: reply.usage,
+            persisted,
             ttft: reply.ttft,
             ttfa: reply.ttfa,
             latency: reply.latency,
             attempts: reply.attempts,
             thinking: args.thinking,
         })
+    }
+
+    /// The thread `continuation_id` names (a new one without it), or an empty one with a
+    /// notice when the store cannot give it.
+    async fn history(&self, continuation_id: Option<&str>, correlation: &CorrelationId) -> History {
+        let Some(id) = continuation_id.map(str::trim).filter(|id| !id.is_empty()) else {
+            return History {
+                continuation_id: crate::mcp::correlation::fast_uuid().to_string(),
+                thread: Thread::default(),
+                notice: None,
+                stalled: false,
+            };
+        };
+        match self.load(id, correlation).await {
+            Ok(thread) => History {
+                continuation_id: id.to_string(),
+                thread: thread.unwrap_or_default(),
+                notice: None,
+                stalled: false,
+            },
+            Err(e) => History {
+                continuation_id: id.to_string(),
+                thread: Thread::default(),
+                notice: Some(format!(
+                    "{}; answered without earlier turns",
+                    crate::cause::chain(&e)
+                )),
+                stalled: matches!(e, StorageError::Timeout { .. }),
+            },
+        }
     }
 
     fn record_call(
@@ -522,6 +525,42 @@ impl ChatService {
             });
         result
     }
+}
+
+/// A conversation as loaded for one chat.
+struct History {
+    continuation_id: String,
+    thread: Thread,
+    /// Why the earlier turns are missing, when the store could not give them.
+    notice: Option<String>,
+    /// The store did not answer in time: the chat does not wait for it twice.
+    stalled: bool,
+}
+
+/// What the model is sent: the system prompt, the thread's turns, then the prompt.
+fn messages(system_prompt: Option<&str>, thread: &Thread, prompt: &str) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(thread.turns.len() * 2 + 2);
+    if let Some(system) = system_prompt.filter(|s| !s.trim().is_empty()) {
+        messages.push(Message {
+            role: Role::System,
+            content: system.to_string(),
+        });
+    }
+    for turn in &thread.turns {
+        messages.push(Message {
+            role: Role::User,
+            content: turn.user.clone(),
+        });
+        messages.push(Message {
+            role: Role::Assistant,
+            content: turn.assistant.clone(),
+        });
+    }
+    messages.push(Message {
+        role: Role::User,
+        content: prompt.to_string(),
+    });
+    messages
 }
 
 impl DependencyViews for ChatService {

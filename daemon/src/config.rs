@@ -1,7 +1,9 @@
 //! The daemon's settings: environment variables, overridden by command-line flags.
 
+mod connections;
 mod persistence;
 
+pub use connections::{ConnectionLimits, BODY_GRACE};
 pub use persistence::{redact_url, StorageConfig, SupabaseConfig};
 
 use crate::providers::catalogue::{self, Catalogue, Entry};
@@ -46,7 +48,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Required bearer token (EXAI_WS_TOKEN), at least 16 characters; `None` = open.
     pub token: Option<Secret>,
-    pub max_connections: usize,
+    /// Places for clients, deadlines, and the Streamable HTTP session bound.
+    pub limits: ConnectionLimits,
     pub max_frame_bytes: usize,
     pub max_inflight_per_connection: usize,
     /// Tool results above this are cut, with a notice.
@@ -105,6 +108,9 @@ pub struct TaskConfig {
 pub struct ConversationConfig {
     pub ttl: Duration,
     pub max_turns: usize,
+    /// Bytes of threads the in-memory store keeps (EXAI_MEMORY_STORE_MAX_BYTES); past it
+    /// whole threads go, the least recently written first.
+    pub memory_max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +130,9 @@ pub struct DaemonConfig {
     pub storage: StorageConfig,
     /// `None` unless both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set.
     pub supabase: Option<SupabaseConfig>,
+    /// At SIGTERM, how long model calls in flight may go on before they are cancelled
+    /// and answered with an error (EXAI_SHUTDOWN_GRACE_S).
+    pub shutdown_grace: Duration,
 }
 
 fn at_least(min: usize) -> impl FnOnce(&usize) -> Result<(), String> {
@@ -148,13 +157,19 @@ fn provider_settings(
     default_url: &str,
     names: [&str; 2],
 ) -> Result<ProviderSettings, SettingError> {
-    let base_url: String = s.get_checked(url_key, None, default_url.to_string(), |u| {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            Ok(())
-        } else {
-            Err("expected an http:// or https:// URL".into())
-        }
-    })?;
+    let base_url: String = s
+        .get_checked(url_key, None, default_url.to_string(), |u| {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                Ok(())
+            } else {
+                Err("expected an http:// or https:// URL".into())
+            }
+        })
+        // The URL may carry credentials: an error shows it redacted.
+        .map_err(|mut e| {
+            e.value = crate::redact::redact_url(&e.value);
+            e
+        })?;
     let key = names
         .iter()
         .find_map(|n| env.get(n).filter(|v| !v.trim().is_empty()))
@@ -333,12 +348,7 @@ impl DaemonConfig {
                 s.get("EXAI_WS_PORT", flag("--ws-port", &flags.ws_port), 8079u16)?,
             ),
             token,
-            max_connections: s.get_checked(
-                "EXAI_WS_MAX_CONNECTIONS",
-                None,
-                2048usize,
-                at_least(1),
-            )?,
+            limits: connections::load(env, &s)?,
             max_frame_bytes: s.get_checked(
                 "EXAI_WS_MAX_FRAME_BYTES",
                 None,
@@ -426,9 +436,24 @@ impl DaemonConfig {
                     * 3600,
             ),
             max_turns: s.get_checked("MAX_CONVERSATION_TURNS", None, 20usize, at_least(1))?,
+            memory_max_bytes: s.get_checked(
+                "EXAI_MEMORY_STORE_MAX_BYTES",
+                None,
+                128usize << 20,
+                at_least(1 << 20),
+            )?,
         };
         let storage = persistence::storage(&s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;
+        let shutdown_grace = Duration::from_secs(s.get_checked(
+            "EXAI_SHUTDOWN_GRACE_S",
+            None,
+            8u64,
+            |n| match n {
+                0..=3600 => Ok(()),
+                _ => Err("expected 0 to 3600 seconds".into()),
+            },
+        )?);
         Ok(Self {
             name,
             events_socket,
@@ -443,6 +468,7 @@ impl DaemonConfig {
             conversations,
             storage,
             supabase,
+            shutdown_grace,
         })
     }
 }

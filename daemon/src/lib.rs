@@ -3,15 +3,19 @@
 //! [`pipe_writer`] ships what was recorded to the agent off the request path.
 
 pub mod bridge;
+pub mod cause;
 pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod emitter;
+pub mod fd_limit;
 pub mod healthcheck;
 pub mod mcp;
+pub mod memory;
 pub mod pipe_writer;
 pub mod process_stats;
 pub mod providers;
+pub mod redact;
 mod sampler;
 pub mod security;
 pub mod server;

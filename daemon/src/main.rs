@@ -2,12 +2,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use exai_daemon::chat::{ChatService, ModelChoice};
 use exai_daemon::config::{default_daemon_name, DaemonConfig, Flags};
-use exai_daemon::mcp::McpCore;
+use exai_daemon::mcp::{CallsInFlight, McpCore};
 use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::providers::catalogue::{Catalogue, CatalogueHandle};
 use exai_daemon::providers::discovery;
 use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy};
-use exai_daemon::server::{self, Server};
+use exai_daemon::server::{self, Server, ShutdownStages};
 use exai_daemon::storage::memory::MemoryStore;
 use exai_daemon::storage::redis::RedisStore;
 use exai_daemon::storage::ConversationStore;
@@ -139,9 +139,9 @@ fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
     }
 }
 
-fn run(config: DaemonConfig) -> anyhow::Result<()> {
+fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let catalogue = Arc::new(CatalogueHandle::new(Catalogue::new(config.models.entries.clone())));
         let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&[]));
         discovery::announce(&catalogue.snapshot(), &emitter);
@@ -152,6 +152,11 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         let identity = DaemonIdentity::current(name);
         info!(daemon = %identity.name, instance = %identity.instance_id, pid = identity.pid, version = %identity.version,
             events_socket = %config.events_socket.display(), "exai-daemon starting");
+        exai_daemon::fd_limit::fit(&mut config.server.limits, config.limits.global).log();
+
+        // One root: a child per subsystem, stopped in order at shutdown.
+        let root = CancellationToken::new();
+        let stages = ShutdownStages::new(&root, config.shutdown_grace);
 
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -177,21 +182,25 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
         let providers = vec![provider(Provider::Kimi, &config.kimi), provider(Provider::Glm, &config.glm)];
         for p in &providers {
             match p.unavailable() {
-                None => info!(provider = %p.provider(), base_url = p.base_url(), "provider available"),
+                None => info!(provider = %p.provider(), base_url = %exai_daemon::redact::redact_url(p.base_url()), "provider available"),
                 Some(why) => info!(provider = %p.provider(), reason = why, "provider unavailable"),
             }
         }
         let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
-        // Background work besides serving: the Redis probe, the Supabase uploader and
-        // flusher. Stopped after the server, so the last answers' turns are spooled.
-        let background_cancel = CancellationToken::new();
+        // Background work besides serving: the Redis probe and the Supabase uploader.
+        // Stopped after the server, so the last answers' turns are spooled.
+        let background_cancel = root.child_token();
         let background = TaskTracker::new();
         let store: Arc<dyn ConversationStore> = match &config.storage.redis_url {
             Some(url) => {
                 info!(url = %exai_daemon::config::redact_url(url.expose()), "conversations in Redis");
-                Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token())?)
+                Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token(), &background)?)
             }
-            None => Arc::new(MemoryStore::new(config.conversations.ttl, MEMORY_STORE_MAX_THREADS)),
+            None => Arc::new(MemoryStore::new(
+                config.conversations.ttl,
+                MEMORY_STORE_MAX_THREADS,
+                config.conversations.memory_max_bytes,
+            )),
         };
         if let Some(file) = &config.models.file {
             info!(file = %file.display(), models = config.models.entries.len(), "model catalogue read");
@@ -209,10 +218,12 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             config.conversations.max_turns,
             config.storage.timeout,
         );
+        let mut persistence = None;
         if let Some(supabase) = &config.supabase {
-            let persistence = Persistence::start(supabase, http.clone(), emitter.clone(), &background, background_cancel.child_token())
+            let started = Persistence::start(supabase, http.clone(), emitter.clone(), &background, background_cancel.child_token())
                 .context("cannot open the Supabase spool")?;
-            chat = chat.with_persistence(persistence);
+            chat = chat.with_persistence(started.clone());
+            persistence = Some(started);
         }
         let chat = Arc::new(chat);
         let tasks = Arc::new(TaskStore::new(config.tasks.max, config.tasks.ttl_max, config.server.progress_every));
@@ -220,32 +231,59 @@ fn run(config: DaemonConfig) -> anyhow::Result<()> {
             tools: Tools::new(chat.clone(), emitter.clone(), tasks.clone(), config.server.max_result_bytes, config.models.refresh),
             emitter: emitter.clone(),
             progress_every: config.server.progress_every,
+            calls: CallsInFlight::new(stages.calls.clone(), config.shutdown_grace),
+            tasks: TaskTracker::new(),
         });
 
         // The server stops first; the pipe writer only once the last answers are out, so
         // their events and the final heartbeat reach the agent.
-        let server_cancel = CancellationToken::new();
-        let writer_cancel = CancellationToken::new();
+        let writer_cancel = root.child_token();
         let views: Arc<dyn DependencyViews> = chat.clone();
         let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, views, WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
-        let server = Server::new(config.server.clone(), core, server_cancel.child_token());
-        info!(%addr, token_required = config.server.token.is_some(), "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
-        let serving = tokio::spawn(server.serve(listener, server_cancel.child_token(), Duration::from_secs(5)));
+        let server = Server::new(config.server.clone(), core.clone(), stages.clone());
+        let reported = Arc::downgrade(&server);
+        core.tools.report_connections(Box::new(move || {
+            reported.upgrade().map(|s| s.connection_report()).unwrap_or_default()
+        }));
+        info!(%addr, token_required = config.server.token.is_some(),
+            max_connections = config.server.limits.max_connections,
+            max_pending_connections = config.server.limits.max_pending,
+            "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
+        let serving = tokio::spawn(server.serve(listener));
 
         shutdown_signal().await;
         info!("shutting down");
         // Tasks are nobody's open request: their model calls stop with the server.
         tasks.cancel_all();
-        server_cancel.cancel();
+        // 1. No new connections; calls get the grace, then are cancelled and answered;
+        //    sessions close. 2. Background work stops and the spool is flushed. 3. The
+        //    pipe writer sends the final heartbeat, counting every request answered.
+        stages.accepting.cancel();
         let _ = serving.await;
+        core.tasks.close();
+        core.tasks.wait().await;
         background_cancel.cancel();
         background.close();
         background.wait().await;
+        if let Some(persistence) = &persistence {
+            persistence.close(SPOOL_CLOSE_WITHIN).await;
+        }
         writer_cancel.cancel();
         let _ = writer.await;
+        root.cancel();
+        info!("exai-daemon stopped");
         Ok(())
-    })
+    });
+    // A blocking task stuck on a dead disk must not hold the exit.
+    runtime.shutdown_timeout(RUNTIME_STOP_WITHIN);
+    result
 }
+
+/// Longest blocking tasks still running are waited for once everything else stopped.
+const RUNTIME_STOP_WITHIN: Duration = Duration::from_secs(1);
+
+/// Longest the last turns queued for the spool's disk are waited for at shutdown.
+const SPOOL_CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
 const MEMORY_STORE_MAX_THREADS: usize = 20_000;

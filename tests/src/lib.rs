@@ -4,10 +4,13 @@
 pub mod compose;
 pub mod fake_llm;
 pub mod fake_postgrest;
+pub mod http_mcp;
 pub mod mcp;
 pub mod metrics;
 pub mod process;
+pub mod procfs;
 pub mod redis;
+pub mod spool;
 
 pub use metrics::Scrape;
 pub use process::{Agent, Daemon, Proc};

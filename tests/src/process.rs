@@ -35,7 +35,25 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &'static str, args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(bin_path(name));
+        Self::spawn_with_nofile(name, args, env, None)
+    }
+
+    /// Like [`Proc::spawn`], with the open-file limit (soft and hard) set to `nofile` by
+    /// `prlimit`, which then runs the binary in its place (same pid).
+    pub fn spawn_with_nofile(
+        name: &'static str,
+        args: &[&str],
+        env: &[(&str, String)],
+        nofile: Option<u64>,
+    ) -> Self {
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={n}:{n}")).arg(bin_path(name));
+                cmd
+            }
+            None => Command::new(bin_path(name)),
+        };
         cmd.args(args);
         cmd.env("EXAI_LOG", "info");
         for (k, v) in env {
@@ -148,14 +166,23 @@ impl Agent {
     }
 
     pub fn start_with(socket: &Path, env: &[(&str, String)]) -> Self {
+        Self::start_with_nofile(socket, env, None)
+    }
+
+    /// An agent whose open-file limit is `nofile` (see [`Proc::spawn_with_nofile`]).
+    pub fn start_with_nofile(socket: &Path, env: &[(&str, String)], nofile: Option<u64>) -> Self {
         let mut all = vec![
             ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
             ("METRICS_PORT", "0".to_string()),
             ("HEALTH_CHECK_PORT", "0".to_string()),
             ("MONITORING_PORT", "0".to_string()),
+            // How full the test machine's disk is is not what a test is about: the disk
+            // test gives its own path and thresholds, which override these.
+            ("EXAI_HEALTH_DISK_DEGRADED_PERCENT", "99".to_string()),
+            ("EXAI_HEALTH_DISK_UNHEALTHY_PERCENT", "100".to_string()),
         ];
         all.extend(env.iter().cloned());
-        let proc = Proc::spawn("exai-agent", &[], &all);
+        let proc = Proc::spawn_with_nofile("exai-agent", &[], &all, nofile);
         let enabled = |var: &str| {
             env.iter()
                 .rfind(|(k, _)| *k == var)
@@ -227,12 +254,17 @@ impl Daemon {
     }
 
     pub fn start_with(socket: &Path, env: &[(&str, String)]) -> Self {
+        Self::start_with_nofile(socket, env, None)
+    }
+
+    /// A daemon whose open-file limit is `nofile` (see [`Proc::spawn_with_nofile`]).
+    pub fn start_with_nofile(socket: &Path, env: &[(&str, String)], nofile: Option<u64>) -> Self {
         let mut all = vec![
             ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
             ("EXAI_WS_PORT", "0".to_string()),
         ];
         all.extend(env.iter().cloned());
-        let proc = Proc::spawn("exai-daemon", &[], &all);
+        let proc = Proc::spawn_with_nofile("exai-daemon", &[], &all, nofile);
         let line = proc.wait_for_log("exai-daemon starting");
         let instance_id =
             field(&line, "instance").unwrap_or_else(|| panic!("no instance in {line:?}"));

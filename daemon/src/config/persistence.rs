@@ -2,6 +2,7 @@
 
 use super::{at_least, flag, Flags};
 use crate::providers::Secret;
+pub use crate::redact::redact_url;
 use exai_proto::settings::{EnvSource, SettingError, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,12 @@ pub struct SupabaseConfig {
     pub request_timeout: Duration,
     /// After Supabase rejects the key (401/403), how long uploads pause before one try.
     pub auth_retry: Duration,
+    /// Longest a chat waits for its turn's spool write (EXAI_SPOOL_WRITE_TIMEOUT_MS);
+    /// past it the chat answers and says the turn is queued, not yet on disk.
+    pub write_timeout: Duration,
+    /// Test hook (EXAI_SPOOL_TEST_HOLD_FILE): while this file exists the spool's writer
+    /// holds, as a stalled disk would. Unset in production.
+    pub test_hold_file: Option<PathBuf>,
 }
 
 /// The spool's default home: durable across reboots, unlike `/tmp`.
@@ -87,13 +94,18 @@ pub(super) fn supabase(
     s: &Settings,
     flags: &Flags,
 ) -> Result<Option<SupabaseConfig>, SettingError> {
-    let url: String = s.get_checked("SUPABASE_URL", None, String::new(), |u| {
-        if u.is_empty() || u.starts_with("http://") || u.starts_with("https://") {
-            Ok(())
-        } else {
-            Err("expected an http:// or https:// URL".into())
-        }
-    })?;
+    let url: String = s
+        .get_checked("SUPABASE_URL", None, String::new(), |u| {
+            if u.is_empty() || u.starts_with("http://") || u.starts_with("https://") {
+                Ok(())
+            } else {
+                Err("expected an http:// or https:// URL".into())
+            }
+        })
+        .map_err(|mut e| {
+            e.value = redact_url(&e.value);
+            e
+        })?;
     let key = env
         .get("SUPABASE_SERVICE_ROLE_KEY")
         .map(|k| k.trim().to_string())
@@ -151,17 +163,19 @@ pub(super) fn supabase(
             60usize,
             at_least(1),
         )? as u64),
+        write_timeout: Duration::from_millis(s.get_checked(
+            "EXAI_SPOOL_WRITE_TIMEOUT_MS",
+            None,
+            1000u64,
+            |ms| match ms {
+                1..=60_000 => Ok(()),
+                _ => Err("expected 1 to 60000 ms".into()),
+            },
+        )?),
+        test_hold_file: Some(s.get("EXAI_SPOOL_TEST_HOLD_FILE", None, String::new())?)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     }))
-}
-
-/// `redis://:pass@host:6379/0` → `redis://[redacted]@host:6379/0`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}[redacted]{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -291,5 +305,9 @@ mod tests {
             "redis://[redacted]@h:6379/0"
         );
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url("unix:///run/redis.sock?pass=pw"),
+            "unix:///run/redis.sock?pass=[redacted]"
+        );
     }
 }

@@ -27,8 +27,12 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// Shared by every session.
@@ -37,6 +41,75 @@ pub struct McpCore {
     pub emitter: EventEmitter,
     /// How often a running tool call reports progress when the client asked for it.
     pub progress_every: Duration,
+    /// Tool calls under way: shutdown waits for them, then cancels them.
+    pub calls: CallsInFlight,
+    /// Tasks spawned for requests (progress notes), drained at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl McpCore {
+    /// Tool calls under way now.
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.count.load(Relaxed)
+    }
+
+    /// Completes when no tool call is under way.
+    pub async fn calls_finished(&self) {
+        loop {
+            let idle = self.calls.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.calls_in_flight() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// Tool calls under way, and the signal that cancels them at shutdown.
+pub struct CallsInFlight {
+    count: AtomicUsize,
+    idle: Notify,
+    /// Fired once the shutdown grace is over: calls still running end with an error.
+    cancel: CancellationToken,
+    /// The grace, for the error's text.
+    grace: Duration,
+}
+
+impl CallsInFlight {
+    pub fn new(cancel: CancellationToken, grace: Duration) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            idle: Notify::new(),
+            cancel,
+            grace,
+        }
+    }
+
+    fn enter(&self) -> CallGuard<'_> {
+        self.count.fetch_add(1, Relaxed);
+        CallGuard(self)
+    }
+
+    /// What a call cancelled at shutdown answers.
+    fn cancelled_at_shutdown(&self) -> ToolOutput {
+        ToolOutput::error(format!(
+            "the server is shutting down: this call was cancelled after the {} s grace period (EXAI_SHUTDOWN_GRACE_S); send it again once the server is back",
+            self.grace.as_secs()
+        ))
+    }
+}
+
+/// Counts one call as under way for as long as it lives.
+struct CallGuard<'a>(&'a CallsInFlight);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Relaxed) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// One session's handler; cheap to clone.
@@ -271,6 +344,7 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
+        let _call = self.core.calls.enter();
         let correlation = correlation::from_request(&ctx.meta, headers(&ctx));
         let tool = tools::tool_label(&request.name);
         let span =
@@ -284,11 +358,30 @@ impl ServerHandler for McpHandler {
                 &ctx.ct,
                 Some(&progress),
             );
-            match ctx.meta.get_progress_token() {
-                Some(token) => {
-                    with_progress(work, &ctx.peer, token, self.core.progress_every, &progress).await
+            let work = async {
+                match ctx.meta.get_progress_token() {
+                    Some(token) => {
+                        with_progress(
+                            work,
+                            &ctx.peer,
+                            token,
+                            self.core.progress_every,
+                            &progress,
+                            &self.core.tasks,
+                        )
+                        .await
+                    }
+                    None => work.await,
                 }
-                None => work.await,
+            };
+            // At shutdown, once the grace is over, the call is dropped (which aborts the
+            // model's HTTP request and frees its places) and answered with an error.
+            tokio::select! {
+                outcome = work => outcome,
+                _ = self.core.calls.cancel.cancelled() => {
+                    tracing::info!("model call cancelled: the server is shutting down");
+                    Ok(self.core.calls.cancelled_at_shutdown())
+                }
             }
         }
         .instrument(span)
@@ -359,6 +452,7 @@ async fn with_progress<T>(
     token: ProgressToken,
     every: Duration,
     progress: &CallProgress,
+    tasks: &TaskTracker,
 ) -> T {
     tokio::pin!(work);
     let mut ticks = tokio::time::interval(every);
@@ -383,7 +477,7 @@ async fn with_progress<T>(
                 let note = ProgressNotificationParam::new(token.clone(), f64::from(sent))
                     .with_message(message);
                 let peer = peer.clone();
-                pending = Some(tokio::spawn(async move {
+                pending = Some(tasks.spawn(async move {
                     // A client that cannot be told is not waited for.
                     let _ = tokio::time::timeout(every, peer.notify_progress(note)).await;
                 }));

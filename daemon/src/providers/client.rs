@@ -8,6 +8,7 @@ use super::wire::{
     Completion, CompletionRequest, ErrorBody, Message, ModelList, StreamOptions, ThinkingField,
     ThinkingType, Usage,
 };
+use crate::cause::Cause;
 use eventsource_stream::Eventsource;
 use exai_proto::{CallStatus, Provider};
 use futures_util::StreamExt;
@@ -16,6 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest response body or streamed text the daemon accepts from a provider.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Largest single server-sent event: a streamed chunk is a few hundred bytes; an event
+/// that never ends must not grow for the whole call timeout.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Largest streamed response, framing and every event included (a token's event carries
+/// a few hundred bytes of JSON around a few bytes of text).
+const MAX_STREAM_BYTES: usize = 4 * MAX_RESPONSE_BYTES;
 /// How much of an error body is kept for the message.
 const MAX_ERROR_MESSAGE: usize = 300;
 /// Largest `GET /models` answer read.
@@ -109,10 +116,20 @@ pub enum CallError {
     ModelNotFound { status: u16, message: String },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("stream broke off: {0}")]
-    BrokenStream(String),
+    /// `message` is the redacted text a person sees; `cause` the error itself (its URL
+    /// removed: it may carry credentials).
+    #[error("cannot connect: {message}")]
+    Connect {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    #[error("stream broke off: {message}")]
+    BrokenStream {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     #[error("malformed response: {0}")]
     Malformed(String),
     #[error("cancelled by the client")]
@@ -127,8 +144,8 @@ impl CallError {
             CallError::Rejected { .. } | CallError::Malformed(_) => CallStatus::ClientError,
             CallError::ModelNotFound { .. } => CallStatus::ModelNotFound,
             CallError::Timeout(_) => CallStatus::Timeout,
-            CallError::Connect(_) => CallStatus::ConnectError,
-            CallError::BrokenStream(_) => CallStatus::BrokenStream,
+            CallError::Connect { .. } => CallStatus::ConnectError,
+            CallError::BrokenStream { .. } => CallStatus::BrokenStream,
             CallError::Cancelled => CallStatus::Cancelled,
         }
     }
@@ -138,7 +155,7 @@ impl CallError {
     fn retryable(&self) -> bool {
         matches!(
             self,
-            CallError::RateLimited { .. } | CallError::Server { .. } | CallError::Connect(_)
+            CallError::RateLimited { .. } | CallError::Server { .. } | CallError::Connect { .. }
         )
     }
 }
@@ -289,7 +306,7 @@ impl ProviderClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| classify_send_error(&e, key))?;
+            .map_err(|e| classify_send_error(e, key))?;
         let status = response.status();
         if !status.is_success() {
             return Err(error_response(response, key).await);
@@ -316,11 +333,11 @@ impl ProviderClient {
                 .bearer_auth(key.expose())
                 .send()
                 .await
-                .map_err(|e| classify_send_error(&e, key).to_string())?;
+                .map_err(|e| classify_send_error(e, key).to_string())?;
             if !response.status().is_success() {
                 return Err(error_response(response, key).await.to_string());
             }
-            let body = read_limited(response, MAX_MODEL_LIST_BYTES)
+            let body = read_limited(response, MAX_MODEL_LIST_BYTES, key)
                 .await
                 .map_err(|e| e.to_string())?;
             let list: ModelList = serde_json::from_slice(&body)
@@ -333,15 +350,23 @@ impl ProviderClient {
     }
 }
 
-fn classify_send_error(e: &reqwest::Error, key: &Secret) -> CallError {
-    // reqwest's Display includes the URL, never headers; scrub anyway.
-    let text = key.scrub(&error_chain(e));
+fn classify_send_error(e: reqwest::Error, key: &Secret) -> CallError {
+    let message = describe(&e, key);
     // A connect timeout is both; it is a connect error, and retried as one.
     if e.is_timeout() && !e.is_connect() {
         CallError::Timeout(Duration::ZERO)
     } else {
-        CallError::Connect(text)
+        CallError::Connect {
+            message,
+            cause: Some(Cause::new(e.without_url())),
+        }
     }
+}
+
+/// An error's chain as text a person may see: reqwest's quotes the URL (which may carry
+/// credentials), never headers; the key is scrubbed all the same.
+fn describe(e: &dyn std::error::Error, key: &Secret) -> String {
+    crate::redact::redact_urls_in(&key.scrub(&error_chain(e)))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -363,7 +388,9 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = read_limited(response, 64 * 1024).await.unwrap_or_default();
+    let body = read_limited(response, 64 * 1024, key)
+        .await
+        .unwrap_or_default();
     let parsed = serde_json::from_slice::<ErrorBody>(&body).ok();
     let model_not_found = parsed
         .as_ref()
@@ -394,11 +421,18 @@ async fn error_response(response: reqwest::Response, key: &Secret) -> CallError 
     }
 }
 
-async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
+async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+    key: &Secret,
+) -> Result<Vec<u8>, CallError> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::BrokenStream(error_chain(&e)))?;
+        let chunk = chunk.map_err(|e| CallError::BrokenStream {
+            message: describe(&e, key),
+            cause: Some(Cause::new(e.without_url())),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(CallError::Malformed(format!(
                 "response larger than {limit} bytes"
@@ -414,7 +448,7 @@ async fn read_whole(
     key: &Secret,
     keep_reasoning: bool,
 ) -> Result<ChatReply, CallError> {
-    let body = read_limited(response, MAX_RESPONSE_BYTES).await?;
+    let body = read_limited(response, MAX_RESPONSE_BYTES, key).await?;
     let completion: Completion = serde_json::from_slice(&body)
         .map_err(|e| CallError::Malformed(key.scrub(&e.to_string())))?;
     let message = completion
@@ -438,13 +472,49 @@ async fn read_whole(
     })
 }
 
+/// Why a stream's bytes stopped being taken.
+#[derive(Debug, thiserror::Error)]
+enum StreamLimit {
+    #[error("{0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("a streamed event larger than {MAX_EVENT_BYTES} bytes")]
+    EventTooLarge,
+    #[error("a streamed response larger than {MAX_STREAM_BYTES} bytes")]
+    StreamTooLarge,
+}
+
+/// The response's bytes, cut off with an error once an event grows past
+/// [`MAX_EVENT_BYTES`] or the whole stream past [`MAX_STREAM_BYTES`]. `since_event` counts
+/// bytes taken since the last event came out of the parser; the reader zeroes it.
+fn bounded_bytes(
+    response: reqwest::Response,
+    since_event: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, StreamLimit>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut total = 0usize;
+    response.bytes_stream().map(move |chunk| {
+        // Without its URL: the error may end up in a cause that is printed.
+        let chunk = chunk.map_err(|e| StreamLimit::Transport(e.without_url()))?;
+        total += chunk.len();
+        let pending = since_event.fetch_add(chunk.len(), Relaxed) + chunk.len();
+        if pending > MAX_EVENT_BYTES {
+            Err(StreamLimit::EventTooLarge)
+        } else if total > MAX_STREAM_BYTES {
+            Err(StreamLimit::StreamTooLarge)
+        } else {
+            Ok(chunk)
+        }
+    })
+}
+
 async fn read_stream(
     response: reqwest::Response,
     sent: Instant,
     key: &Secret,
     request: ChatRequest<'_>,
 ) -> Result<ChatReply, CallError> {
-    let mut events = response.bytes_stream().eventsource();
+    let since_event = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut events = bounded_bytes(response, since_event.clone()).eventsource();
     let mut reply = ChatReply {
         content: String::new(),
         reasoning: None,
@@ -458,7 +528,16 @@ async fn read_stream(
     };
     let mut reasoning = String::new();
     while let Some(event) = events.next().await {
-        let event = event.map_err(|e| CallError::BrokenStream(key.scrub(&error_chain(&e))))?;
+        let event = event.map_err(|e| match e {
+            eventsource_stream::EventStreamError::Transport(
+                limit @ (StreamLimit::EventTooLarge | StreamLimit::StreamTooLarge),
+            ) => CallError::Malformed(limit.to_string()),
+            other => CallError::BrokenStream {
+                message: describe(&other, key),
+                cause: Some(Cause::new(other)),
+            },
+        })?;
+        since_event.store(0, std::sync::atomic::Ordering::Relaxed);
         reply.bytes += event.data.len() as u64;
         if event.data.trim() == "[DONE]" {
             reply.reasoning = (!reasoning.is_empty()).then_some(reasoning);
@@ -500,9 +579,10 @@ async fn read_stream(
             )));
         }
     }
-    Err(CallError::BrokenStream(
-        "the stream ended before [DONE]".into(),
-    ))
+    Err(CallError::BrokenStream {
+        message: "the stream ended before [DONE]".into(),
+        cause: None,
+    })
 }
 
 /// Exponential backoff with jitter: attempt n waits a random time between half and all

@@ -1,15 +1,23 @@
-//! Streamable HTTP MCP on `/mcp`: the token, Host and Origin are checked here, then
-//! rmcp's service does the rest (sessions, SSE, 202/404/405).
+//! Streamable HTTP MCP on `/mcp`: the token, Host and Origin are checked here, the body
+//! is read under its deadlines, a place is taken, then rmcp's service does the rest
+//! (sessions, SSE, 202/404/405). An `initialize` first makes room among the sessions.
 
+use super::admission::Connection;
+use super::body::{self, BodyError};
 use super::{text, Body, Server};
 use crate::mcp::compat;
 use crate::security::{self, Refusal};
 use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
+use std::sync::Arc;
 
-pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn handle(
+    server: &Server,
+    req: Request<hyper::body::Incoming>,
+    connection: Arc<Connection>,
+) -> Response<Body> {
     let checks = security::check_host(req.headers(), &server.config.allowed_hosts)
         .and_then(|()| security::check_origin(req.headers()))
         .and_then(|()| {
@@ -41,46 +49,84 @@ pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Res
         return text(status, body);
     }
     let deleting = req.method() == hyper::Method::DELETE;
-    let response = if req.method() == hyper::Method::POST {
-        let (parts, body) = req.into_parts();
-        let mut body = match Limited::new(body, server.config.max_frame_bytes)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"),
-        };
-        let look = compat::needs_a_look(&body)
-            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-            .flatten();
-        if let Some(mut message) = look {
-            match compat::inbound(&mut message) {
-                compat::Inbound::Answer(answer) => {
-                    crate::mcp::count_early(&server.emitter, Transport::Http);
-                    let json = serde_json::to_vec(&answer).unwrap_or_default();
-                    return Response::builder()
-                        .status(200)
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(json)).boxed())
-                        .unwrap_or_else(|_| text(500, "cannot build the response\n"));
-                }
-                compat::Inbound::Rewritten => body = Bytes::from(message.to_string()),
-                compat::Inbound::AsIs => {}
+    let starts_session =
+        req.method() == hyper::Method::POST && !req.headers().contains_key("mcp-session-id");
+    let (parts, body) = req.into_parts();
+    let body = if parts.method == hyper::Method::POST {
+        match body::read(body, server.config.max_frame_bytes, &server.config.limits).await {
+            Ok(bytes) => Some(bytes),
+            Err(BodyError::TooLarge) => {
+                return close(text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"))
             }
+            Err(BodyError::TooSlow) => return close(text(
+                408,
+                "request body too slow: it must arrive within EXAI_HTTP_BODY_TIMEOUT_MS, at EXAI_HTTP_BODY_MIN_BYTES_PER_S or faster\n",
+            )),
+            Err(BodyError::Broken) => return close(text(400, "request body broken off\n")),
         }
-        let advertises = compat::answer_advertises(&body);
-        let response = server
-            .http_mcp
-            .handle(Request::from_parts(parts, Full::new(body)))
-            .await;
-        if advertises {
-            let (parts, body) = response.into_parts();
-            let body = body.map_frame(|frame| frame.map_data(compat::patch_chunk));
-            return Response::from_parts(parts, body.boxed());
-        }
-        response
     } else {
-        server.http_mcp.handle(req).await
+        None
+    };
+    // Read whole and authenticated: now it may hold a place.
+    let Some(place) = connection.activate() else {
+        return server.too_many_connections(Transport::Http);
+    };
+    // Whether the answer advertises tasks, which rmcp's types cannot carry (`compat`).
+    let mut advertises = false;
+    let response = match body {
+        Some(mut body) => {
+            let look = compat::needs_a_look(&body)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten();
+            if let Some(mut message) = look {
+                match compat::inbound(&mut message) {
+                    compat::Inbound::Answer(answer) => {
+                        crate::mcp::count_early(&server.emitter, Transport::Http);
+                        let json = serde_json::to_vec(&answer).unwrap_or_default();
+                        return Response::builder()
+                            .status(200)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(json)).boxed())
+                            .unwrap_or_else(|_| text(500, "cannot build the response\n"));
+                    }
+                    compat::Inbound::Rewritten => body = Bytes::from(message.to_string()),
+                    compat::Inbound::AsIs => {}
+                }
+            }
+            advertises = compat::answer_advertises(&body);
+            let _reserved = if starts_session && is_initialize(&body) {
+                match server.http_sessions.reserve().await {
+                    Ok(reserved) => Some(reserved),
+                    Err(full) => {
+                        tracing::warn!(
+                            max = full.max,
+                            "MCP session refused: every session is busy (EXAI_HTTP_MAX_SESSIONS)"
+                        );
+                        let mut response = text(
+                            503,
+                            "too many MCP sessions, all busy (EXAI_HTTP_MAX_SESSIONS); try later\n",
+                        );
+                        response.headers_mut().insert(
+                            hyper::header::RETRY_AFTER,
+                            hyper::header::HeaderValue::from_static("1"),
+                        );
+                        return response;
+                    }
+                }
+            } else {
+                None
+            };
+            server
+                .http_mcp
+                .handle(Request::from_parts(parts, Full::new(body)))
+                .await
+        }
+        None => {
+            server
+                .http_mcp
+                .handle(Request::from_parts(parts, Full::new(Bytes::new())))
+                .await
+        }
     };
     let (mut parts, body) = response.into_parts();
     // rmcp accepts a session's DELETE with 202; clients (the Python SDK among them)
@@ -88,5 +134,36 @@ pub async fn handle(server: &Server, req: Request<hyper::body::Incoming>) -> Res
     if deleting && parts.status == hyper::StatusCode::ACCEPTED {
         parts.status = hyper::StatusCode::NO_CONTENT;
     }
-    Response::from_parts(parts, body.boxed())
+    // The place is held until the response (an SSE stream, maybe) is sent whole.
+    let body = body
+        .map_frame(move |frame| {
+            let _ = &place;
+            match advertises {
+                true => frame.map_data(compat::patch_chunk),
+                false => frame,
+            }
+        })
+        .boxed();
+    Response::from_parts(parts, body)
+}
+
+/// Whether a POSTed body is an `initialize` request. Parsed only for requests without
+/// a session, which are rare.
+fn is_initialize(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Method<'_>>(body)
+        .is_ok_and(|m| m.method.as_deref() == Some("initialize"))
+}
+
+/// Asks hyper to close the connection after this answer: the body was not read whole.
+fn close(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
 }

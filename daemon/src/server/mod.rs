@@ -1,12 +1,20 @@
 //! The front door on `EXAI_WS_HOST:EXAI_WS_PORT`: WebSocket MCP on `/` and `/mcp`,
-//! Streamable HTTP MCP on `/mcp`, a cap on open connections.
+//! Streamable HTTP MCP on `/mcp`. Places are held by requests that were read whole and
+//! authenticated, never by connections still sending ([`admission`]); headers and bodies
+//! have deadlines ([`body`]); HTTP sessions are bounded ([`sessions`]); a failing
+//! `accept` backs off ([`accept`]). Shutdown is staged ([`Server::serve`]).
 
+mod accept;
+mod admission;
+mod body;
 mod http;
+pub mod sessions;
 mod ws;
 
 use crate::config::ServerConfig;
 use crate::mcp::{McpCore, McpHandler};
 use crate::EventEmitter;
+use admission::{Admission, Connection};
 use bytes::Bytes;
 use exai_proto::{ConnectionPhase, EventKind, RefusalReason, SampleClass, Transport};
 use http_body_util::combinators::BoxBody;
@@ -15,39 +23,67 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use sessions::BoundedSessions;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+pub use ws::{cancelled_request, check_frame};
+
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// A connection that has not sent a request's headers within this is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the accept loop waits for a connection closed to make room to be gone.
+const EVICTION_WITHIN: Duration = Duration::from_millis(100);
 
-/// The whole answer to a connection over `EXAI_WS_MAX_CONNECTIONS`.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 58\r\n\r\ntoo many connections (EXAI_WS_MAX_CONNECTIONS); try later\n";
+/// After the calls are answered (or cancelled), how long sessions and connections get to
+/// send their last answers and close frames.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Everything a connection needs, built once at start.
 pub struct Server {
     config: ServerConfig,
     core: Arc<McpCore>,
     emitter: EventEmitter,
-    http_mcp: StreamableHttpService<McpHandler, LocalSessionManager>,
-    /// One permit per open connection; none left means refuse.
-    connections: Arc<Semaphore>,
-    /// Upgraded WebSocket sessions, which outlive their HTTP connection's task.
+    http_mcp: StreamableHttpService<McpHandler, BoundedSessions>,
+    http_sessions: Arc<BoundedSessions>,
+    admission: Arc<Admission>,
+    /// WebSocket sessions open now.
+    websocket_sessions: std::sync::atomic::AtomicUsize,
+    /// Upgraded WebSocket sessions, which outlive their HTTP connection's task, and the
+    /// tasks each runs.
     sessions: TaskTracker,
-    /// Fired at shutdown: sessions finish what is in flight and close.
-    shutdown: CancellationToken,
+    stages: ShutdownStages,
+}
+
+/// The steps of a shutdown, each a child of the daemon's root token.
+#[derive(Clone)]
+pub struct ShutdownStages {
+    /// Stop accepting; connections finish the request they are on; WebSocket sessions
+    /// answer new requests with an error.
+    pub accepting: CancellationToken,
+    /// Cancel the model calls still running and answer them with an error.
+    pub calls: CancellationToken,
+    /// Close every session, WebSocket and HTTP.
+    pub sessions: CancellationToken,
+    /// How long calls may run after `accepting` (EXAI_SHUTDOWN_GRACE_S).
+    pub grace: Duration,
+}
+
+impl ShutdownStages {
+    pub fn new(root: &CancellationToken, grace: Duration) -> Self {
+        Self {
+            accepting: root.child_token(),
+            calls: root.child_token(),
+            sessions: root.child_token(),
+            grace,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,129 +101,235 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 impl Server {
-    pub fn new(config: ServerConfig, core: Arc<McpCore>, cancel: CancellationToken) -> Arc<Self> {
+    pub fn new(config: ServerConfig, core: Arc<McpCore>, stages: ShutdownStages) -> Arc<Self> {
         let emitter = core.emitter.clone();
         let mut http_config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(config.max_frame_bytes)
             .with_allowed_hosts(loopback_and(&config.allowed_hosts));
-        http_config.cancellation_token = cancel.clone();
+        http_config.cancellation_token = stages.sessions.clone();
         let handler_core = core.clone();
+        let http_sessions = Arc::new(BoundedSessions::new(
+            config.limits.max_http_sessions,
+            config.limits.http_session_idle,
+        ));
         let http_mcp = StreamableHttpService::new(
             move || Ok(McpHandler::new(handler_core.clone())),
-            Arc::new(LocalSessionManager::default()),
+            http_sessions.clone(),
             http_config,
         );
-        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let admission = Admission::new(config.limits.max_connections, config.limits.max_pending);
         Arc::new(Self {
             config,
             core,
             emitter,
             http_mcp,
-            connections,
+            http_sessions,
+            admission,
+            websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
             sessions: TaskTracker::new(),
-            shutdown: cancel,
+            stages,
         })
     }
 
-    /// Accepts connections until `cancel` fires, then gives open ones `grace` to finish.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        cancel: CancellationToken,
-        grace: Duration,
-    ) {
-        let tracker = TaskTracker::new();
+    /// Streamable HTTP sessions open now (the heartbeat counts them with WebSocket
+    /// sessions as connections).
+    pub fn http_sessions(&self) -> usize {
+        self.http_sessions.open()
+    }
+
+    /// WebSocket sessions open now.
+    pub fn websocket_sessions(&self) -> usize {
+        self.websocket_sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections, places and sessions now, as `status` shows them.
+    pub fn connection_report(&self) -> serde_json::Value {
+        let limits = &self.config.limits;
+        serde_json::json!({
+            "websocket_sessions": self.websocket_sessions(),
+            "http_sessions": self.http_sessions(),
+            "max_http_sessions": limits.max_http_sessions,
+            "http_sessions_evicted": self.http_sessions_evicted(),
+            "active": self.admission.active_now(),
+            "max_connections": limits.max_connections,
+            "pending": self.admission.pending_now(),
+            "max_pending_connections": limits.max_pending,
+            "pending_evicted": self.pending_evicted(),
+        })
+    }
+
+    /// Streamable HTTP sessions closed to make room since start.
+    pub fn http_sessions_evicted(&self) -> u64 {
+        self.http_sessions.evicted()
+    }
+
+    /// Connections closed since start because the pool of connections not yet
+    /// authenticated was full (they were the ones waiting the longest).
+    pub fn pending_evicted(&self) -> u64 {
+        self.admission.evicted()
+    }
+
+    /// Serves until `stages.accepting` fires, then shuts down in order: no new
+    /// connections; calls in flight get `stages.grace` to finish, then are cancelled and
+    /// answered with an error; then every session closes (WebSocket with 1001) and the
+    /// connections end. Returns once they are gone, or [`CLOSE_WITHIN`] after the calls.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let connections = TaskTracker::new();
+        connections.spawn(
+            self.http_sessions
+                .clone()
+                .expire_idle(self.stages.sessions.clone()),
+        );
+        let mut backoff = accept::AcceptBackoff::default();
+        let accepting = self.stages.accepting.clone();
         loop {
-            let (mut stream, peer) = tokio::select! {
-                _ = cancel.cancelled() => break,
+            let (stream, peer) = tokio::select! {
+                _ = accepting.cancelled() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
+                    Ok(pair) => {
+                        backoff.accepted();
+                        pair
+                    }
                     Err(e) => {
-                        debug!(error = %e, "accept failed");
-                        continue;
+                        let pause = backoff.failed(&e);
+                        tokio::select! {
+                            _ = accepting.cancelled() => break,
+                            _ = tokio::time::sleep(pause) => continue,
+                        }
                     }
                 },
             };
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                self.connection_event(
-                    Transport::WebSocket,
-                    ConnectionPhase::Refused,
-                    RefusalReason::TooManyConnections,
-                );
-                tracker.spawn(async move {
-                    // Read what the client sent first: closing a socket with unread
-                    // input resets it, and the reset can discard the 503.
-                    let mut request = [0u8; 4096];
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(200), stream.read(&mut request))
-                            .await;
-                    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
-                    let _ = stream.shutdown().await;
-                });
-                continue;
-            };
             let _ = stream.set_nodelay(true);
-            let server = self.clone();
-            let cancel = cancel.clone();
-            // Shared with an upgraded WebSocket session, which outlives this connection's
-            // HTTP task: the place is freed when both are done.
-            let permit = Arc::new(permit);
-            tracker.spawn(async move {
-                let service = service_fn(move |req| {
-                    let server = server.clone();
-                    let permit = permit.clone();
-                    async move { Ok::<_, Infallible>(server.route(req, permit).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    }
-                    _ = cancel.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.as_mut().await;
-                    }
-                }
-            });
+            let (connection, evicted) = Connection::accepted(&self.admission);
+            connections.spawn(self.clone().connection(stream, peer, connection));
+            if let Some(gone) = evicted {
+                // Its descriptor is freed before another is taken.
+                let _ = tokio::time::timeout(EVICTION_WITHIN, gone.cancelled()).await;
+            }
         }
-        tracker.close();
-        self.sessions.close();
-        let drained = async {
-            tracker.wait().await;
-            self.sessions.wait().await;
-        };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        drop(listener);
+        info!(grace = ?self.stages.grace, calls_in_flight = self.core.calls_in_flight(),
+            "no longer accepting connections; calls in flight have the grace period to finish");
+        if tokio::time::timeout(self.stages.grace, self.core.calls_finished())
+            .await
+            .is_err()
+        {
             info!(
-                ?grace,
-                "connections still open after the grace period; closing them"
+                calls_in_flight = self.core.calls_in_flight(),
+                "grace period over: cancelling the calls still running"
             );
         }
+        self.stages.calls.cancel();
+        let closed = async {
+            self.core.calls_finished().await;
+            // Their answers go out before the sessions close: WebSocket sessions close
+            // by themselves once answered; HTTP answers end their request's stream.
+            while self.websocket_sessions() > 0 || self.http_sessions.answering() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.stages.sessions.cancel();
+            connections.close();
+            self.sessions.close();
+            connections.wait().await;
+            self.sessions.wait().await;
+            self.http_sessions_closed().await;
+        };
+        if tokio::time::timeout(CLOSE_WITHIN, closed).await.is_err() {
+            self.stages.sessions.cancel();
+            info!(
+                websocket = self.sessions.len(),
+                http_sessions = self.http_sessions(),
+                "sessions still open {CLOSE_WITHIN:?} after the calls; closing them"
+            );
+        }
+    }
+
+    /// Completes once rmcp has closed every HTTP session (their workers end on
+    /// `stages.sessions`).
+    async fn http_sessions_closed(&self) {
+        while self.http_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Serves one connection: HTTP/1.1 with a header deadline (which also closes an idle
+    /// keep-alive connection), until it ends, is closed to make room, or shutdown.
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        connection: Arc<Connection>,
+    ) {
+        let server = self.clone();
+        let conn_state = connection.clone();
+        let service = service_fn(move |req| {
+            let server = server.clone();
+            let connection = conn_state.clone();
+            async move { Ok::<_, Infallible>(server.route(req, connection).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.config.limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            _ = connection.evicted() => {
+                debug!(%peer, "closing a connection that has not sent a whole authenticated request, to make room");
+            }
+            _ = self.stages.accepting.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = connection.evicted() => {}
+                    _ = self.stages.sessions.cancelled() => {}
+                }
+            }
+        }
+        connection.closed();
     }
 
     async fn route(
         self: Arc<Self>,
         req: Request<hyper::body::Incoming>,
-        permit: Arc<OwnedSemaphorePermit>,
+        connection: Arc<Connection>,
     ) -> Response<Body> {
         let path = req.uri().path();
         let is_mcp_path = path == "/mcp" || path == "/mcp/";
         if (path == "/" || is_mcp_path) && ws::is_upgrade(&req) {
-            return ws::upgrade(self, req, permit);
+            return ws::upgrade(self, req, connection);
         }
         if is_mcp_path {
-            return http::handle(&self, req).await;
+            return http::handle(&self, req, connection).await;
         }
         text(
             404,
             "not found: MCP is served on /mcp (Streamable HTTP or WebSocket) and / (WebSocket)\n",
         )
+    }
+
+    /// The answer when every place is taken, counted.
+    fn too_many_connections(&self, transport: Transport) -> Response<Body> {
+        self.connection_event(
+            transport,
+            ConnectionPhase::Refused,
+            RefusalReason::TooManyConnections,
+        );
+        let mut response = text(
+            503,
+            "too many connections (EXAI_WS_MAX_CONNECTIONS); try later\n",
+        );
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        response
     }
 
     fn connection_event(

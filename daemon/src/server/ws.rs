@@ -3,6 +3,7 @@
 //! what bad frames get (-32700, -32600, close codes), caps requests in flight per
 //! connection, and counts every message. Valid messages go to rmcp over channels.
 
+use super::admission::Connection;
 use super::{text, Body, Server};
 use crate::mcp::McpHandler;
 use crate::security;
@@ -41,6 +42,10 @@ const INITIALIZE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30
 /// How long one message may take to go out before the client is deemed gone.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// While draining at shutdown, how often a session checks whether its last request was
+/// answered.
+const DRAIN_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(UPGRADE)
@@ -61,7 +66,7 @@ fn offers_mcp<B>(req: &Request<B>) -> bool {
 pub fn upgrade(
     server: Arc<Server>,
     mut req: Request<hyper::body::Incoming>,
-    permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    connection: Arc<Connection>,
 ) -> Response<Body> {
     let refusal = security::check_origin(req.headers())
         .map_err(|_| {
@@ -108,6 +113,12 @@ pub fn upgrade(
             "bad WebSocket upgrade: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required\n",
         );
     };
+    // Authenticated, and an upgrade has no body: now it may hold a place, for as long as
+    // the session lives.
+    let Some(place) = connection.activate() else {
+        return server.too_many_connections(Transport::WebSocket);
+    };
+    let place = place.for_session();
     let mut response = Response::builder()
         .status(101)
         .header(UPGRADE, "websocket")
@@ -119,7 +130,7 @@ pub fn upgrade(
     let upgrading = hyper::upgrade::on(&mut req);
     let sessions = server.sessions.clone();
     sessions.spawn(async move {
-        let _permit = permit;
+        let _place = place;
         match upgrading.await {
             Ok(upgraded) => {
                 let limit = server.config.max_frame_bytes;
@@ -150,6 +161,7 @@ struct OpenSession<'a>(&'a Server);
 
 impl<'a> OpenSession<'a> {
     fn new(server: &'a Server) -> Self {
+        server.websocket_sessions.fetch_add(1, Relaxed);
         server
             .emitter
             .totals()
@@ -166,6 +178,7 @@ impl<'a> OpenSession<'a> {
 
 impl Drop for OpenSession<'_> {
     fn drop(&mut self) {
+        self.0.websocket_sessions.fetch_sub(1, Relaxed);
         self.0
             .emitter
             .totals()
@@ -214,7 +227,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
     let writer = {
         let server = server.clone();
         let in_flight = in_flight.clone();
-        tokio::spawn(async move {
+        server.sessions.clone().spawn(async move {
             // The adapter's own messages first, and after rmcp's side has closed too:
             // a close frame queued by the reader must still go out.
             let mut rmcp_open = true;
@@ -279,23 +292,33 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
         let server = server.clone();
         let in_flight = in_flight.clone();
         let out_tx = out_tx.clone();
-        tokio::spawn(async move {
+        server.sessions.clone().spawn(async move {
             let max_in_flight = server.config.max_inflight_per_connection;
             // Built once: a `cancelled()` made per frame would register a waiter on the
             // token every session shares, under its lock, for every message.
-            let shutdown = server.shutdown.cancelled();
-            tokio::pin!(shutdown);
+            let draining_begins = server.stages.accepting.cancelled();
+            let closing = server.stages.sessions.cancelled();
+            tokio::pin!(draining_begins, closing);
+            // Once the server stops accepting: new requests are answered with an error,
+            // those in flight are answered (or cancelled after the grace), then the
+            // session closes with 1001.
+            let mut draining = false;
             loop {
+                if draining && in_flight.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                    let _ = out_tx.send(Outbound::Close(CloseCode::Away, "the server is shutting down")).await;
+                    break;
+                }
                 let frame = tokio::select! {
                     frame = ws_rx.next() => match frame {
                         Some(frame) => frame,
                         None => break,
                     },
-                    _ = &mut shutdown => {
-                        // Take nothing new; let what is in flight be answered, then close.
-                        while !in_flight.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
+                    _ = &mut draining_begins, if !draining => {
+                        draining = true;
+                        continue;
+                    }
+                    _ = tokio::time::sleep(DRAIN_CHECK), if draining => continue,
+                    _ = &mut closing => {
                         let _ = out_tx.send(Outbound::Close(CloseCode::Away, "the server is shutting down")).await;
                         break;
                     }
@@ -334,6 +357,21 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                         let _ = out_tx.send(Outbound::Message(error)).await;
                     }
                     Ok(message) => {
+                        if let (ClientJsonRpcMessage::Request(r), true) = (&message, draining) {
+                            crate::mcp::count_early(&server.emitter, Transport::WebSocket);
+                            let error = ErrorData::new(
+                                ErrorCode(-32000),
+                                "the server is shutting down; send the request again once it is back",
+                                None,
+                            );
+                            let _ = out_tx
+                                .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
+                                    error,
+                                    Some(r.id.clone()),
+                                ))))
+                                .await;
+                            continue;
+                        }
                         if let ClientJsonRpcMessage::Request(r) = &message {
                             let admitted = {
                                 let mut ids = in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -452,7 +490,7 @@ where
 }
 
 /// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
-fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
+pub fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
     // The common case parses once. Only a frame that fails, or that `compat` may answer
     // or rewrite, is parsed again.
     if !crate::mcp::compat::needs_a_look(text.as_bytes()) {
@@ -488,7 +526,8 @@ fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMess
     })
 }
 
-fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+/// The request a `notifications/cancelled` names.
+pub fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
     let ClientJsonRpcMessage::Notification(n) = message else {
         return None;
     };

@@ -34,20 +34,38 @@ impl Thread {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
+    /// `message` says it in a person's words; `cause`, when there is one, is the error.
     #[error("{backend} storage unavailable: {message}")]
     Unavailable {
         backend: StorageBackend,
         /// What the failure was, for the heartbeat's view of storage.
         kind: StorageErrorKind,
         message: String,
+        #[source]
+        cause: Option<crate::cause::Cause>,
     },
     #[error("{backend} storage did not answer within {millis} ms")]
     Timeout {
         backend: StorageBackend,
         millis: u64,
     },
-    #[error("stored thread is unreadable: {0}")]
-    Corrupt(String),
+    #[error("stored thread {what} is unreadable")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: crate::cause::Cause,
+    },
+    #[error("the conversation is {bytes} bytes, more than the in-memory store keeps ({max}, EXAI_MEMORY_STORE_MAX_BYTES)")]
+    TooLarge { bytes: usize, max: usize },
+}
+
+/// How full a bounded store is, for the `status` tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub threads: usize,
+    pub max_threads: usize,
+    pub bytes: usize,
+    pub max_bytes: usize,
 }
 
 impl StorageError {
@@ -56,7 +74,7 @@ impl StorageError {
         match self {
             StorageError::Unavailable { kind, .. } => *kind,
             StorageError::Timeout { .. } => StorageErrorKind::Timeout,
-            StorageError::Corrupt(_) => StorageErrorKind::Other,
+            StorageError::Corrupt { .. } | StorageError::TooLarge { .. } => StorageErrorKind::Other,
         }
     }
 }
@@ -78,6 +96,11 @@ pub trait ConversationStore: Send + Sync {
             reachable: true,
             error: None,
         }
+    }
+
+    /// How full the store is, when the daemon bounds it (memory); `None` for Redis.
+    fn usage(&self) -> Option<StoreUsage> {
+        None
     }
 
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>>;

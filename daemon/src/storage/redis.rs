@@ -16,6 +16,7 @@
 //! and the first probe that gets an answer brings the store back without a restart.
 
 use super::{ConversationStore, StorageError, StoreHealth, Thread};
+use crate::cause::Cause;
 use crate::config::redact_url;
 use exai_proto::{StorageBackend, StorageErrorKind};
 use futures_util::future::BoxFuture;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The prefix of every thread key.
 pub const KEY_PREFIX: &str = "exai:thread:";
@@ -87,15 +89,19 @@ impl RedisStore {
         ttl: Duration,
         timeout: Duration,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<Self, StorageError> {
         let shown_url = redact_url(url);
-        let unavailable = |message: String| StorageError::Unavailable {
+        let unavailable = |message: String, e: redis::RedisError| StorageError::Unavailable {
             backend: StorageBackend::Redis,
             kind: StorageErrorKind::Other,
             message,
+            cause: Some(Cause::new(e)),
         };
-        let client = redis::Client::open(url)
-            .map_err(|e| unavailable(format!("invalid REDIS_URL {shown_url}: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let why = crate::redact::redact_urls_in(&e.to_string());
+            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"), e)
+        })?;
         // One attempt per reconnect: the probe paces the retries, so a call never waits
         // behind the manager's own backoff.
         let config = ConnectionManagerConfig::new()
@@ -103,14 +109,14 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}: {e}")))?;
+            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}"), e))?;
         let health = Arc::new(Health {
             reachable: AtomicBool::new(true),
             last_error: Mutex::new((StorageErrorKind::None, String::new())),
             lost: Notify::new(),
             shown_url,
         });
-        tokio::spawn(probe(conn.clone(), health.clone(), cancel));
+        tasks.spawn(probe(conn.clone(), health.clone(), cancel));
         Ok(Self {
             conn,
             ttl_secs: ttl.as_secs().max(1),
@@ -134,6 +140,7 @@ impl RedisStore {
             backend: StorageBackend::Redis,
             kind,
             message,
+            cause: None,
         })
     }
 
@@ -147,6 +154,7 @@ impl RedisStore {
             backend: StorageBackend::Redis,
             kind,
             message,
+            cause: Some(Cause::new(e)),
         }
     }
 }
@@ -171,7 +179,7 @@ fn describe(e: &redis::RedisError) -> String {
     } else if e.is_connection_refusal() {
         "Redis refused the connection".to_string()
     } else {
-        e.to_string()
+        crate::redact::redact_urls_in(&e.to_string())
     }
 }
 
@@ -192,9 +200,14 @@ impl ConversationStore for RedisStore {
             self.health.up();
             match value {
                 None => Ok(None),
-                Some(bytes) => serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StorageError::Corrupt(format!("{}: {e}", Self::key(id)))),
+                Some(bytes) => {
+                    serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|e| StorageError::Corrupt {
+                            what: Self::key(id),
+                            cause: Cause::new(e),
+                        })
+                }
             }
         })
     }
@@ -206,8 +219,10 @@ impl ConversationStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
             self.check_reachable()?;
-            let value = serde_json::to_vec(thread)
-                .map_err(|e| StorageError::Corrupt(format!("cannot encode thread: {e}")))?;
+            let value = serde_json::to_vec(thread).map_err(|e| StorageError::Corrupt {
+                what: format!("{} (to be written)", Self::key(id)),
+                cause: Cause::new(e),
+            })?;
             let mut conn = self.conn.clone();
             let () = redis::cmd("SET")
                 .arg(Self::key(id))
@@ -289,6 +304,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_millis(200),
             cancel.clone(),
+            &TaskTracker::new(),
         )
         .unwrap();
         let first = store.load("t").await.unwrap_err();
@@ -297,6 +313,12 @@ mod tests {
             "{first}"
         );
         assert!(!store.health().reachable);
+        // The Redis error is kept as the source, not only flattened into the text.
+        let source = std::error::Error::source(&first).expect("a source");
+        let cause = source
+            .downcast_ref::<crate::cause::Cause>()
+            .expect("the cause");
+        assert!(cause.get().downcast_ref::<redis::RedisError>().is_some());
         let started = std::time::Instant::now();
         let again = store.save("t", &Thread::default()).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(50), "fails fast");
@@ -316,6 +338,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(1),
             CancellationToken::new(),
+            &TaskTracker::new(),
         )
         .err()
         .expect("bad URL");

@@ -1,8 +1,10 @@
 //! Supabase persistence (on when `SUPABASE_URL` and `SUPABASE_SERVICE_ROLE_KEY` are set):
-//! every chat turn is appended to a durable spool before the chat answers, and a
-//! background task uploads the spool through PostgREST. An outage neither slows the chat
-//! nor loses a turn; the spool replays after a restart. Schema: `compose/supabase/schema.sql`.
+//! every chat turn is appended to a durable spool before the chat answers (by the spool's
+//! own thread, waited for at most `EXAI_SPOOL_WRITE_TIMEOUT_MS`), and a background task
+//! uploads the spool through PostgREST. An outage neither slows the chat nor loses a
+//! turn; the spool replays after a restart. Schema: `compose/supabase/schema.sql`.
 
+pub mod dead_letter;
 pub mod frame;
 pub mod postgrest;
 pub mod record;
@@ -12,10 +14,11 @@ pub mod uploader;
 use crate::config::SupabaseConfig;
 use crate::storage::Turn;
 use crate::EventEmitter;
+use dead_letter::DeadLetters;
 use exai_proto::{SupabaseResult, SupabaseView};
 use postgrest::{Failure, PostgrestClient};
 use record::TurnRecord;
-use spool::{Spool, SpoolError, SpoolStats};
+use spool::{Appended, Spool, SpoolError, SpoolStats, SpoolWriter, WriterOptions};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uploader::Uploader;
 
-/// How often appended records are synced to disk (see [`spool`] for the policy).
-pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// While the spool refuses records, the error is logged at most this often.
 const REFUSAL_LOG_EVERY_S: u64 = 10;
 
@@ -32,12 +33,18 @@ const REFUSAL_LOG_EVERY_S: u64 = 10;
 /// background.
 pub struct Persistence {
     spool: Arc<Spool>,
+    /// The spool's writer thread: the only writer of its files.
+    writer: SpoolWriter,
     emitter: EventEmitter,
     uploads: Arc<UploadState>,
+    /// Records Supabase refused for their data, set aside so the rest flow on.
+    dead_letters: Arc<DeadLetters>,
     /// Seconds since start before which no refusal is logged again.
     next_refusal_log: AtomicU64,
     /// Refusals not yet reported in a log line.
     refusals_unlogged: AtomicU64,
+    /// Seconds since start before which no late write is logged again.
+    next_late_log: AtomicU64,
     started: std::time::Instant,
 }
 
@@ -67,8 +74,10 @@ impl UploadState {
     fn failed(&self, failure: &Failure) {
         let text = match failure {
             Failure::Auth(why) => format!("service role key rejected ({why}); uploads paused"),
-            Failure::Refused(why) => format!("rows refused ({why}); uploads paused"),
-            Failure::Transient(why) => format!("{why}; retrying"),
+            Failure::Refused(why) | Failure::RowsRefused(why) => {
+                format!("rows refused ({why}); uploads paused")
+            }
+            Failure::Transient { why, .. } => format!("{why}; retrying"),
         };
         *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
     }
@@ -80,11 +89,18 @@ pub struct PersistenceStatus {
     pub spool: SpoolStats,
     pub uploaded: u64,
     pub failing: Option<String>,
+    /// Records set aside in the dead-letter file since start.
+    pub dead_lettered: u64,
+    /// Turns whose spool write outlasted EXAI_SPOOL_WRITE_TIMEOUT_MS since start.
+    pub write_timeouts: u64,
+    /// Turns waiting for the spool's writer now.
+    pub queued: u64,
 }
 
 impl Persistence {
-    /// Opens the spool (recovering from a crash) and starts the uploader and the flusher
-    /// on `tasks`; both stop at `cancel`, the flusher after a last sync.
+    /// Opens the spool (recovering from a crash), starts its writer thread, and starts
+    /// the uploader on `tasks`, which stops at `cancel`; [`Persistence::close`] then
+    /// writes what is queued and syncs.
     pub fn start(
         config: &SupabaseConfig,
         http: reqwest::Client,
@@ -92,12 +108,14 @@ impl Persistence {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, SpoolError> {
-        let (spool, reader) = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
+        let (spool, mut reader) = Spool::open(&config.spool_dir, config.spool_max_bytes)?;
+        reader.observe(cancel.clone());
         let depth = spool.depth();
         emitter.totals().spool_depth.store(depth, Relaxed);
-        tracing::info!(url = %config.url, spool = %config.spool_dir.display(), records_waiting = depth,
+        tracing::info!(url = %crate::redact::redact_url(&config.url), spool = %config.spool_dir.display(), records_waiting = depth,
             max_bytes = config.spool_max_bytes, "Supabase persistence on");
         let uploads = Arc::new(UploadState::default());
+        let dead_letters = Arc::new(DeadLetters::new(&config.spool_dir));
         let client = PostgrestClient::new(
             http,
             &config.url,
@@ -109,32 +127,43 @@ impl Persistence {
             client,
             emitter: emitter.clone(),
             state: uploads.clone(),
+            dead_letters: dead_letters.clone(),
             batch_records: config.batch_records,
             pause_after_refusal: config.auth_retry,
         };
-        tasks.spawn(uploader.run(cancel.clone()));
-        tasks.spawn(flush(spool.clone(), cancel));
+        let writer = SpoolWriter::start(
+            spool.clone(),
+            WriterOptions {
+                write_timeout: config.write_timeout,
+                hold_while: config.test_hold_file.clone(),
+            },
+        )?;
+        tasks.spawn(uploader.run(cancel));
         Ok(Arc::new(Self {
             spool,
+            writer,
             emitter,
             uploads,
+            dead_letters,
             next_refusal_log: AtomicU64::new(0),
             refusals_unlogged: AtomicU64::new(0),
+            next_late_log: AtomicU64::new(0),
             started: std::time::Instant::now(),
         }))
     }
 
-    /// Appends one answered turn to the spool: one `write`, no waiting on the network.
-    /// A refusal (spool full, disk error) is logged, at most every 10 s, and counted; the
-    /// chat answers all the same.
-    pub fn record_turn(
+    /// Appends one answered turn to the spool: one `write` by the spool's thread, no
+    /// waiting on the network, and no waiting on the disk past the write timeout. A
+    /// refusal (spool full, disk error) or a late write is logged, at most every 10 s, and
+    /// counted; the chat answers all the same, and says what became of its turn.
+    pub async fn record_turn(
         &self,
         conversation_id: &str,
         turn: &Turn,
         input_tokens: u64,
         output_tokens: u64,
         correlation_id: &str,
-    ) {
+    ) -> Persisted {
         let (user_id, assistant_id) = (new_id(), new_id());
         let record = TurnRecord {
             conversation_id,
@@ -156,21 +185,74 @@ impl Persistence {
                 + 3 * conversation_id.len(),
         );
         buf.resize(frame::HEADER, 0);
-        let appended = record
-            .encode(&mut buf)
-            .map_err(|e| SpoolError::Io {
+        let appended = match record.encode(&mut buf) {
+            Ok(()) => self.writer.append(buf).await,
+            Err(e) => Appended::Refused(SpoolError::Io {
                 what: "cannot encode a record for",
                 path: self.spool.dir().to_path_buf(),
                 source: e.into(),
-            })
-            .and_then(|()| self.spool.append(&mut buf));
+            }),
+        };
         self.emitter
             .totals()
             .spool_depth
             .store(self.spool.depth(), Relaxed);
-        if let Err(e) = appended {
-            self.refused(&e);
+        match appended {
+            Appended::Written => Persisted::Written,
+            Appended::Queued => {
+                self.late();
+                Persisted::Queued {
+                    waited: self.writer.write_timeout(),
+                }
+            }
+            Appended::Refused(e) => {
+                self.refused(&e);
+                Persisted::Refused(e.to_string())
+            }
         }
+    }
+
+    #[cold]
+    fn late(&self) {
+        let now = self.started.elapsed().as_secs();
+        let next = self.next_late_log.load(Relaxed);
+        if now >= next
+            && self
+                .next_late_log
+                .compare_exchange(next, now + REFUSAL_LOG_EVERY_S, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(timeout_ms = self.writer.write_timeout().as_millis() as u64,
+                late_turns = self.writer.write_timeouts(), queued = self.writer.queued(),
+                "the Supabase spool's disk did not take a chat turn within EXAI_SPOOL_WRITE_TIMEOUT_MS; the chat answered, the turn stays queued and is written when the disk answers");
+        }
+    }
+
+    /// Writes the turns still queued for the spool and syncs it, waiting at most `limit`.
+    pub async fn close(&self, limit: Duration) {
+        self.writer.close(limit).await;
+    }
+
+    /// Turns whose spool write outlasted `EXAI_SPOOL_WRITE_TIMEOUT_MS` since start (for
+    /// the heartbeat).
+    pub fn spool_write_timeouts(&self) -> u64 {
+        self.writer.write_timeouts()
+    }
+
+    /// Turns waiting for the spool's writer thread now (for the heartbeat).
+    pub fn spool_queued(&self) -> u64 {
+        self.writer.queued()
+    }
+
+    /// Turns refused by the spool since start: full, too large, disk error, writer
+    /// backlog (for the heartbeat).
+    pub fn spool_refused(&self) -> u64 {
+        self.spool.refused()
+    }
+
+    /// Damaged or torn stretches of the spool skipped since start (for the heartbeat).
+    pub fn spool_damaged(&self) -> u64 {
+        self.spool.damaged()
     }
 
     #[cold]
@@ -218,7 +300,16 @@ impl Persistence {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            dead_lettered: self.dead_letters.count(),
+            write_timeouts: self.writer.write_timeouts(),
+            queued: self.writer.queued(),
         }
+    }
+
+    /// Records Supabase refused for their data and that were set aside in the dead-letter
+    /// file since start (for the heartbeat).
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_letters.count()
     }
 }
 
@@ -229,21 +320,13 @@ fn new_id() -> String {
         .to_string()
 }
 
-/// Syncs the spool to disk every [`SYNC_EVERY`], and once more at shutdown.
-async fn flush(spool: Arc<Spool>, cancel: CancellationToken) {
-    loop {
-        let stop = tokio::select! {
-            _ = cancel.cancelled() => true,
-            _ = tokio::time::sleep(SYNC_EVERY) => false,
-        };
-        let s = spool.clone();
-        match tokio::task::spawn_blocking(move || s.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the Supabase spool to disk"),
-            Err(e) => tracing::error!(error = %e, "spool sync task failed"),
-        }
-        if stop {
-            return;
-        }
-    }
+/// What became of a chat turn handed to the spool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Persisted {
+    /// In the kernel: it reaches Supabase even if the daemon is killed now.
+    Written,
+    /// Waiting for a disk that did not answer within `waited`; written when it does.
+    Queued { waited: Duration },
+    /// Not kept, and why: it will not reach Supabase.
+    Refused(String),
 }

@@ -45,22 +45,22 @@ pub struct TurnRecord<'a> {
 /// of a later turn does not move it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConversationRow<'a> {
-    pub id: &'a str,
-    pub model: &'a str,
+    pub id: Cow<'a, str>,
+    pub model: Cow<'a, str>,
     pub updated_at: Timestamp,
 }
 
 /// A row of `messages`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MessageRow<'a> {
-    pub id: &'a str,
-    pub conversation_id: &'a str,
+    pub id: Cow<'a, str>,
+    pub conversation_id: Cow<'a, str>,
     pub role: &'static str,
     pub content: Cow<'a, str>,
-    pub model: &'a str,
+    pub model: Cow<'a, str>,
     /// Prompt tokens for the user's message, completion tokens for the answer.
     pub tokens: u64,
-    pub correlation_id: &'a str,
+    pub correlation_id: Cow<'a, str>,
     pub created_at: Timestamp,
 }
 
@@ -111,9 +111,11 @@ impl Serialize for Timestamp {
     }
 }
 
-/// Postgres `text` cannot hold NUL; one in a model's answer would fail its whole batch
-/// on every retry, so it is replaced.
-fn storable(text: &str) -> Cow<'_, str> {
+/// Postgres `text` cannot hold NUL (PostgREST answers 400, 22P05); one in any string
+/// would fail its whole batch, so every string of a record is made storable: NUL becomes
+/// U+FFFD. A `continuation_id` cannot hold one (the `chat` tool refuses it), but a model's
+/// answer can.
+pub fn storable(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', "\u{fffd}"))
     } else {
@@ -126,11 +128,12 @@ impl TurnRecord<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.extend_from_slice(RECORD_VERSION);
         out.push(b'\n');
-        serde_json::to_writer(&mut *out, self.conversation_id)?;
+        let conversation_id = storable(self.conversation_id);
+        serde_json::to_writer(&mut *out, &conversation_id)?;
         out.push(b'\n');
         let conversation = ConversationRow {
-            id: self.conversation_id,
-            model: self.model,
+            id: conversation_id.clone(),
+            model: storable(self.model),
             updated_at: Timestamp(self.at_unix_ms),
         };
         serde_json::to_writer(&mut *out, &conversation)?;
@@ -138,13 +141,13 @@ impl TurnRecord<'_> {
         // The answer is stamped a millisecond later, so ordering by time keeps the pair
         // in order.
         let row = |id, role, content, tokens, at| MessageRow {
-            id,
-            conversation_id: self.conversation_id,
+            id: storable(id),
+            conversation_id: conversation_id.clone(),
             role,
             content: storable(content),
-            model: self.model,
+            model: storable(self.model),
             tokens,
-            correlation_id: self.correlation_id,
+            correlation_id: storable(self.correlation_id),
             created_at: Timestamp(at),
         };
         let user = row(
@@ -201,7 +204,7 @@ mod tests {
             assistant: "nul\0here",
             input_tokens: 3,
             output_tokens: 5,
-            correlation_id: "corr",
+            correlation_id: "corr\0",
             at_unix_ms: 1_732_480_000_123,
         };
         let mut payload = Vec::new();
@@ -223,6 +226,11 @@ mod tests {
         assert_eq!(messages[1]["content"], "nul\u{fffd}here");
         assert_eq!(messages[1]["created_at"], "2024-11-24T20:26:40.124Z");
         assert_eq!(messages[1]["conversation_id"], "c-1\nwith a newline");
+        assert_eq!(messages[1]["correlation_id"], "corr\u{fffd}");
+        assert!(
+            !payload.windows(6).any(|w| w == b"\\u0000"),
+            "no string in a record holds NUL"
+        );
 
         assert_eq!(&Timestamp(0).format(), b"1970-01-01T00:00:00.000Z");
         assert_eq!(&Timestamp(u64::MAX).format(), b"9999-12-31T23:59:59.999Z");

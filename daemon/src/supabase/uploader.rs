@@ -7,13 +7,18 @@
 //!
 //! - No answer, a timeout, 408, 429, 5xx: retried with jittered exponential backoff,
 //!   from [`BACKOFF_MIN`] up to [`BACKOFF_MAX`].
-//! - 401/403 (the key is wrong) or another 4xx (rows or schema wrong): uploads pause and
+//! - 401/403 (the key is wrong) or a 4xx that says the schema is wrong: uploads pause and
 //!   are tried again every `EXAI_SUPABASE_AUTH_RETRY_SECS` (60 s), one request each time,
 //!   so a bad key is neither hammered nor forgotten; the records wait in the spool.
+//! - A 4xx about the rows' data (a value Postgres cannot store, a constraint): the batch
+//!   is split in halves, and halves again, until the records Supabase refuses are found;
+//!   they are set aside in the dead-letter file ([`super::dead_letter`]) with a log line
+//!   and a count, and the rest are uploaded. One bad record never stops the ones after it.
 
+use super::dead_letter::{DeadLetters, Refused};
 use super::postgrest::{Answer, Failure, PostgrestClient};
 use super::record;
-use super::spool::{Batch, SpoolReader};
+use super::spool::SpoolReader;
 use super::UploadState;
 use crate::EventEmitter;
 use exai_proto::event::{EventKind, SupabaseOp};
@@ -39,6 +44,7 @@ pub struct Uploader {
     pub client: PostgrestClient,
     pub emitter: EventEmitter,
     pub state: Arc<UploadState>,
+    pub dead_letters: Arc<DeadLetters>,
     pub batch_records: usize,
     pub pause_after_refusal: Duration,
 }
@@ -57,6 +63,7 @@ impl Uploader {
             client,
             emitter,
             state,
+            dead_letters,
             batch_records,
             pause_after_refusal,
         } = self;
@@ -105,8 +112,22 @@ impl Uploader {
             }
             linger = batch.payloads.len() < batch_records;
             let records = batch.payloads.len() as u64;
-            match upload(&client, &emitter, &state, &batch).await {
-                Ok(()) => {
+            match upload_isolating(&client, &emitter, &state, &batch.payloads).await {
+                Ok(refused) => {
+                    if !refused.is_empty() {
+                        let dead = dead_letters.clone();
+                        let set_aside = set_aside(dead, &batch.payloads, refused);
+                        match tokio::task::spawn_blocking(set_aside).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                // Not committed: the batch is read, sent and split again.
+                                tracing::error!(error = %e, "cannot set aside the records Supabase refused; retrying every second");
+                                sleep(Duration::from_secs(1), &cancel).await;
+                                continue;
+                            }
+                            Err(_) => return,
+                        }
+                    }
                     if trouble.failures > 0 {
                         tracing::info!(
                             failed_attempts = trouble.failures,
@@ -137,8 +158,10 @@ impl Uploader {
                     linger = false;
                     trouble.failures += 1;
                     let pause = match &failure {
-                        Failure::Transient(_) => backoff(trouble.failures),
-                        Failure::Auth(_) | Failure::Refused(_) => pause_after_refusal,
+                        Failure::Transient { .. } => backoff(trouble.failures),
+                        Failure::Auth(_) | Failure::Refused(_) | Failure::RowsRefused(_) => {
+                            pause_after_refusal
+                        }
                     };
                     let waiting = spool.depth();
                     if trouble
@@ -188,15 +211,69 @@ fn warn(failure: &Failure, pause: Duration, waiting: u64) {
             retry_in_s = pause.as_secs(),
             "Supabase rejected the service role key ({why}); uploads paused, records kept in the spool. Check SUPABASE_SERVICE_ROLE_KEY"
         ),
-        Failure::Refused(why) => tracing::error!(
+        Failure::Refused(why) | Failure::RowsRefused(why) => tracing::error!(
             records_waiting = waiting,
             retry_in_s = pause.as_secs(),
             "Supabase refused the rows ({why}); uploads paused, records kept in the spool. Check the schema (compose/supabase/schema.sql)"
         ),
-        Failure::Transient(why) => tracing::warn!(
+        Failure::Transient { why, .. } => tracing::warn!(
             records_waiting = waiting,
             "Supabase upload failed ({why}); retrying with backoff, records kept in the spool"
         ),
+    }
+}
+
+/// Uploads `payloads`. When Supabase refuses their data, halves are tried, and halves of
+/// those, until the single records it refuses are found: their indexes come back with
+/// the refusal, everything else is uploaded. About 2·log2(n) requests per bad record.
+async fn upload_isolating(
+    client: &PostgrestClient,
+    emitter: &EventEmitter,
+    state: &UploadState,
+    payloads: &[Vec<u8>],
+) -> Result<Vec<(usize, String)>, Failure> {
+    let mut refused = Vec::new();
+    // Left halves first, so that a conversation's latest row is written last.
+    let mut pending = vec![(0, payloads.len())];
+    while let Some((from, to)) = pending.pop() {
+        match upload(client, emitter, state, &payloads[from..to]).await {
+            Ok(()) => {}
+            Err(Failure::RowsRefused(why)) if to - from == 1 => refused.push((from, why)),
+            Err(Failure::RowsRefused(_)) => {
+                let middle = from + (to - from) / 2;
+                pending.push((middle, to));
+                pending.push((from, middle));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(refused)
+}
+
+/// Writes the refused records of `payloads` to the dead-letter file, logging each.
+fn set_aside(
+    dead: Arc<DeadLetters>,
+    payloads: &[Vec<u8>],
+    refused: Vec<(usize, String)>,
+) -> impl FnOnce() -> Result<(), super::spool::SpoolError> + Send + 'static {
+    let records: Vec<(Vec<u8>, String)> = refused
+        .into_iter()
+        .map(|(i, why)| (payloads[i].clone(), why))
+        .collect();
+    move || {
+        let lines: Vec<Refused<'_>> = records
+            .iter()
+            .map(|(record, refusal)| Refused { record, refusal })
+            .collect();
+        dead.set_aside(&lines)?;
+        for (record, refusal) in &records {
+            let conversation = record::parts(record)
+                .map(|p| String::from_utf8_lossy(p.conversation_key).into_owned());
+            tracing::error!(refusal = %refusal, conversation = conversation.as_deref().unwrap_or("?"),
+                dead_letter = %dead.path().display(), dead_lettered = dead.count(),
+                "Supabase refused a record; set aside in the dead-letter file, the records after it go on");
+        }
+        Ok(())
     }
 }
 
@@ -206,9 +283,9 @@ async fn upload(
     client: &PostgrestClient,
     emitter: &EventEmitter,
     state: &UploadState,
-    batch: &Batch,
+    payloads: &[Vec<u8>],
 ) -> Result<(), Failure> {
-    let Some((conversations, messages)) = bodies(&batch.payloads) else {
+    let Some((conversations, messages)) = bodies(payloads) else {
         return Ok(());
     };
     for (table, body) in [

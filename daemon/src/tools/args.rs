@@ -103,12 +103,40 @@ pub(super) fn chat(args: &Map<String, Value>) -> Result<ChatArgs, InvalidParams>
         model,
         temperature,
         system_prompt: string("system_prompt")?,
-        continuation_id: string("continuation_id")?,
+        continuation_id: check_continuation_id(string("continuation_id")?)?,
         stream: boolean("stream", true)?,
         thinking,
         include_reasoning: boolean("include_reasoning", false)?,
         max_tokens,
     })
+}
+
+/// Longest `continuation_id` accepted, in bytes.
+pub const CONTINUATION_ID_MAX_BYTES: usize = 128;
+
+/// A `continuation_id` becomes a Redis key, a map key and a Supabase primary key, so it
+/// is held to a small alphabet every one of them stores as it is: at most
+/// [`CONTINUATION_ID_MAX_BYTES`] of `[A-Za-z0-9._:-]`. Surrounding whitespace is ignored
+/// and an empty id starts a new conversation, as before. The refusal names the rule, not
+/// the value, which may be huge or unprintable.
+pub fn check_continuation_id(id: Option<String>) -> Result<Option<String>, InvalidParams> {
+    let Some(id) = id else { return Ok(None) };
+    let trimmed = id.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    const RULE: &str = "continuation_id must be at most 128 bytes of letters, digits, '.', '_', ':' and '-' ([A-Za-z0-9._:-]{1,128})";
+    let why = if trimmed.len() > CONTINUATION_ID_MAX_BYTES {
+        format!("{RULE}; got {} bytes", trimmed.len())
+    } else if let Some(at) = trimmed
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')))
+    {
+        format!("{RULE}; byte {at} is outside that set")
+    } else {
+        return Ok(Some(trimmed.to_string()));
+    };
+    Err(InvalidParams::BadArguments { tool: "chat", why })
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -88,7 +88,12 @@ pub struct Tools {
     max_result_bytes: usize,
     /// EXAI_MODELS_REFRESH_S; `None` when off.
     models_refresh: Option<Duration>,
+    /// The server's connection and session counts, for `status`; set once it exists.
+    connections: std::sync::OnceLock<ConnectionReport>,
 }
+
+/// Reads the server's connection and session counts as JSON.
+pub type ConnectionReport = Box<dyn Fn() -> Value + Send + Sync>;
 
 impl Tools {
     pub fn new(
@@ -105,7 +110,13 @@ impl Tools {
             started: Instant::now(),
             max_result_bytes,
             models_refresh,
+            connections: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets `status` show the server's connections and sessions.
+    pub fn report_connections(&self, report: ConnectionReport) {
+        let _ = self.connections.set(report);
     }
 
     pub fn tasks(&self) -> &Arc<TaskStore> {

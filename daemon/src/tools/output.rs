@@ -2,6 +2,7 @@
 
 use super::ToolOutput;
 use crate::chat::ChatAnswer;
+use crate::supabase::Persisted;
 use serde_json::json;
 use std::time::Duration;
 
@@ -38,6 +39,10 @@ pub(super) fn chat(mut answer: ChatAnswer, max_bytes: usize) -> ToolOutput {
     if let Some(notice) = &answer.history_notice {
         text.push_str(&format!("\n\n[conversation history unavailable: {notice}]"));
     }
+    let persisted = answer
+        .persisted
+        .as_ref()
+        .map(|persisted| say_how_persisted(persisted, &mut text));
     text.push_str(&format!(
         "\n\ncontinuation_id: {} (pass it to chat as continuation_id to continue this conversation)",
         answer.continuation_id
@@ -73,11 +78,33 @@ pub(super) fn chat(mut answer: ChatAnswer, max_bytes: usize) -> ToolOutput {
     if truncated {
         fields.insert("truncated".into(), true.into());
     }
+    if let Some(persisted) = persisted {
+        fields.insert("persisted".into(), persisted.into());
+    }
     let mut output = ToolOutput::structured(text, structured);
     output
         .meta
         .insert("continuation_id".into(), continuation_id.into());
     output
+}
+
+/// What became of the turn in the Supabase spool (`written`, `queued` or `refused`), with a
+/// line in the text unless it was written.
+fn say_how_persisted(persisted: &Persisted, text: &mut String) -> &'static str {
+    match persisted {
+        Persisted::Written => "written",
+        Persisted::Queued { waited } => {
+            text.push_str(&format!(
+                "\n\n[this turn is queued for Supabase but not yet on disk: the spool's disk did not answer within {} ms (EXAI_SPOOL_WRITE_TIMEOUT_MS); it is written when the disk recovers]",
+                waited.as_millis()
+            ));
+            "queued"
+        }
+        Persisted::Refused(why) => {
+            text.push_str(&format!("\n\n[this turn will not reach Supabase: {why}]"));
+            "refused"
+        }
+    }
 }
 
 /// Bytes `c` takes inside a JSON string.
@@ -136,6 +163,7 @@ mod tests {
             continuation_id: "c-1".into(),
             history_turns: 0,
             history_notice: None,
+            persisted: None,
             usage: Usage {
                 prompt_tokens: 3,
                 completion_tokens: 5,

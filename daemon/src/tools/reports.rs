@@ -130,7 +130,7 @@ impl Tools {
                 let why = self.chat.unavailable(*p);
                 json!({"provider": p.as_str(), "available": why.is_none(), "reason": why,
                        "in_flight": limits.provider_in_flight(*p), "limit_setting": provider_setting(*p),
-                       "base_url": self.chat.provider(*p).map(|c| c.base_url().to_string())})
+                       "base_url": self.chat.provider(*p).map(|c| crate::redact::redact_url(c.base_url()))})
             })
             .collect();
         let lists: Vec<Value> = SERVED
@@ -157,6 +157,7 @@ impl Tools {
             "agent": {"connected": pipe.connected, "events_dropped": pipe.dropped.total(), "queue_depth": pipe.queue_depth},
             "in_flight": limits.in_flight(),
             "tasks": self.tasks.summary(),
+            "connections": self.connections.get().map(|report| report()),
         });
         let text = serde_json::to_string_pretty(&status).unwrap_or_default();
         ToolOutput::structured(text, status)
@@ -165,7 +166,14 @@ impl Tools {
 
 fn storage_status(chat: &ChatService) -> Value {
     let health = chat.storage_health();
-    json!({"backend": chat.storage_backend().as_str(), "reachable": health.reachable, "error": health.error})
+    let mut status = json!({"backend": chat.storage_backend().as_str(), "reachable": health.reachable, "error": health.error});
+    if let Some(usage) = chat.storage_usage() {
+        status["threads"] = usage.threads.into();
+        status["max_threads"] = usage.max_threads.into();
+        status["bytes"] = usage.bytes.into();
+        status["max_bytes"] = usage.max_bytes.into();
+    }
+    status
 }
 
 fn supabase_status(chat: &ChatService) -> Value {
@@ -175,7 +183,9 @@ fn supabase_status(chat: &ChatService) -> Value {
             let s = p.status();
             json!({"enabled": true, "spool_records": s.spool.depth, "spool_bytes": s.spool.bytes,
                    "spool_max_bytes": s.spool.max_bytes, "spool_refused": s.spool.refused,
-                   "uploaded": s.uploaded, "failing": s.failing})
+                   "spool_damaged": s.spool.damaged, "spool_write_timeouts": s.write_timeouts,
+                   "spool_queued": s.queued, "uploaded": s.uploaded, "failing": s.failing,
+                   "dead_lettered": s.dead_lettered})
         }
     }
 }

@@ -57,7 +57,8 @@ fn chat_output_schema() -> Value {
             "time_to_first_answer_token_ms": {"type": "integer", "minimum": 0, "description": "To the first token of the answer itself."},
             "attempts": {"type": "integer", "minimum": 1},
             "reasoning": {"type": "string", "description": "The model's reasoning, with include_reasoning."},
-            "truncated": {"type": "boolean"}
+            "truncated": {"type": "boolean"},
+            "persisted": {"type": "string", "enum": ["written", "queued", "refused"], "description": "With Supabase on: the turn reached the spool's disk, is queued for it (the disk is slow), or will not reach Supabase."}
         }),
         &[
             "answer",
@@ -117,7 +118,8 @@ fn status_output_schema() -> Value {
             "supabase": obj,
             "agent": obj,
             "in_flight": {"type": "integer", "minimum": 0},
-            "tasks": obj
+            "tasks": obj,
+            "connections": {"type": ["object", "null"], "description": "WebSocket connections and Streamable HTTP sessions open, and the caps."}
         }),
         &[
             "version",
@@ -154,7 +156,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "model": {"type": "string", "description": "A model name or alias (see listmodels), \"auto\" for an available one, or any model of a provider as kimi:<id> or glm:<id>. Default: the server's DEFAULT_MODEL."},
                     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                     "system_prompt": {"type": "string", "description": "Instructions placed before the conversation."},
-                    "continuation_id": {"type": "string", "description": "Continue the conversation this id names."},
+                    "continuation_id": {"type": "string", "description": "Continue the conversation this id names (from an earlier answer).", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "maxLength": super::args::CONTINUATION_ID_MAX_BYTES},
                     "stream": {"type": "boolean", "description": "Stream from the provider (measures time to first token). Default true."},
                     "thinking": {"type": "string", "enum": ["auto", "enabled", "disabled"], "description": "Whether a thinking model reasons first. auto (default) leaves the model's own default."},
                     "include_reasoning": {"type": "boolean", "description": "Return the model's reasoning in structuredContent. Default false."},

@@ -18,7 +18,8 @@ pub struct Answer {
     pub meta: ReplyMeta,
     pub reply: Reply,
     pub usage: Usage,
-    /// One of `StallStream`, `Cut`, `Malformed`, or `None` for an honest answer.
+    /// One of `StallStream`, `Cut`, `Malformed`, `EndlessEvent`, or `None` for an honest
+    /// answer.
     pub fault: Option<FaultKind>,
     /// Pause between streamed chunks.
     pub pace: Option<Duration>,
@@ -51,6 +52,19 @@ impl Answer {
             Some(FaultKind::StallStream) => {
                 (self.script(vec![], Tail::Stall, stop), Some(json.len()))
             }
+            Some(FaultKind::EndlessEvent) => (
+                self.script(
+                    paced(
+                        vec![Bytes::from_static(
+                            b"{\"choices\":[{\"message\":{\"content\":\"",
+                        )],
+                        None,
+                    ),
+                    Tail::Endless,
+                    stop,
+                ),
+                None,
+            ),
             _ => (full(json), None),
         };
         let mut response = Response::new(body);
@@ -85,6 +99,15 @@ impl Answer {
                 events
                     .truncate(((self.reply.reasoning.len() + self.reply.token_count()) / 2).max(1));
                 (events, Tail::Cut)
+            }
+            Some(FaultKind::EndlessEvent) => {
+                let mut events = self.events();
+                events.truncate(1);
+                events.push((
+                    Duration::ZERO,
+                    Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\""),
+                ));
+                (events, Tail::Endless)
             }
             _ => (self.events(), Tail::Finish),
         };

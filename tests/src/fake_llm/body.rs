@@ -75,7 +75,13 @@ pub enum Tail {
     Cut,
     /// Send nothing more until the client leaves or the server stops.
     Stall,
+    /// Send [`ENDLESS_CHUNK`] after [`ENDLESS_CHUNK`], never a newline, until the client
+    /// leaves or the server stops.
+    Endless,
 }
+
+/// What an endless body repeats.
+const ENDLESS_CHUNK: &[u8] = &[b'x'; 64 << 10];
 
 /// A body sent piece by piece.
 pub struct Script {
@@ -136,6 +142,15 @@ impl Script {
                     None | Some(Tail::Finish) => {
                         watch.end();
                         return None;
+                    }
+                    Some(Tail::Endless) => {
+                        if stop.is_cancelled() {
+                            watch.end();
+                            Abort::ShuttingDown
+                        } else {
+                            let chunk = Bytes::from_static(ENDLESS_CHUNK);
+                            return Some((Ok(Frame::data(chunk)), (events, tail, stop, watch)));
+                        }
                     }
                     Some(Tail::Cut) => {
                         watch.end();

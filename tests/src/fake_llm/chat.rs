@@ -173,7 +173,10 @@ async fn fail(
                 format!("Incorrect API key provided: {presented} (injected by fake-llm)"),
             )
         }
-        FaultKind::StallStream | FaultKind::Cut | FaultKind::Malformed => return Ok(None),
+        FaultKind::StallStream
+        | FaultKind::Cut
+        | FaultKind::Malformed
+        | FaultKind::EndlessEvent => return Ok(None),
     };
     Ok(Some(error(&e)))
 }

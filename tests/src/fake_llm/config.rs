@@ -77,9 +77,9 @@ An OpenAI-compatible chat-completions server standing in for Kimi and GLM: paths
 POST */chat/completions echoes the last user message; a model the provider does not
 serve gets its real refusal (Moonshot 404, Z.ai 400 code 1211). Directives in that
 message: [fault:429 retry-after=N] [fault:500] [fault:503] [fault:stall]
-[fault:stall-stream] [fault:cut] [fault:malformed], a count suffix such as
-[fault:500x2], [latency:MS], and [think:MS] (reasoning deltas for MS before the answer;
-none when the request says \"thinking\": {\"type\": \"disabled\"}).
+[fault:stall-stream] [fault:cut] [fault:malformed] [fault:endless-event], a count suffix
+such as [fault:500x2], [latency:MS], and [think:MS] (reasoning deltas for MS before the
+answer; none when the request says \"thinking\": {\"type\": \"disabled\"}).
 GET */models lists the served models. POST /_control {\"fault\":\"500\",\"count\":3}
 arms a fault for any request; {\"fault\":null} resets. GET /_requests,
 DELETE /_requests, GET /_stats (requests, faults, streams the client abandoned).

@@ -24,10 +24,13 @@ pub enum FaultKind {
     /// 401 whose message quotes the presented key back, as some real APIs do: the
     /// daemon must not pass it on.
     EchoKey,
+    /// 200, then a body that never ends: a streamed event whose `data:` line goes on
+    /// forever, or a JSON body that does.
+    EndlessEvent,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::RateLimited,
         FaultKind::Internal,
         FaultKind::Unavailable,
@@ -36,6 +39,7 @@ impl FaultKind {
         FaultKind::Cut,
         FaultKind::Malformed,
         FaultKind::EchoKey,
+        FaultKind::EndlessEvent,
     ];
 
     /// The name used in directives, `/_control` and `/_stats`.
@@ -49,6 +53,7 @@ impl FaultKind {
             FaultKind::Cut => "cut",
             FaultKind::Malformed => "malformed",
             FaultKind::EchoKey => "echo-key",
+            FaultKind::EndlessEvent => "endless-event",
         }
     }
 
@@ -80,9 +85,9 @@ pub struct FaultSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseFaultError {
-    #[error("empty fault: expected one of 429, 500, 503, stall, stall-stream, cut, malformed")]
+    #[error("empty fault: expected one of 429, 500, 503, stall, stall-stream, cut, malformed, endless-event")]
     Empty,
-    #[error("unknown fault {0:?}: expected one of 429, 500, 503, stall, stall-stream, cut, malformed, optionally with a count suffix like 500x2")]
+    #[error("unknown fault {0:?}: expected one of 429, 500, 503, stall, stall-stream, cut, malformed, endless-event, optionally with a count suffix like 500x2")]
     UnknownKind(String),
     #[error("bad fault option {0:?}: the only option is retry-after=<seconds>")]
     BadOption(String),

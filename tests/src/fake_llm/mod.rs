@@ -8,7 +8,7 @@
 //! thinking mode (`--think-ms`, `[think:MS]`) that streams `reasoning_content` first.
 //! Directives in that message select a fault for the request (`[fault:429 retry-after=2]`,
 //! `[fault:500]`, `[fault:503]`, `[fault:stall]`, `[fault:stall-stream]`, `[fault:cut]`,
-//! `[fault:malformed]`; `[fault:500x2]` fails only the first two requests carrying the same
+//! `[fault:malformed]`, `[fault:endless-event]`; `[fault:500x2]` fails only the first two requests carrying the same
 //! text) or add latency (`[latency:250]`). `POST /_control {"fault":"500","count":3}` fails
 //! the next requests whatever they say, and takes precedence over directives;
 //! `{"fault":null}` clears all fault state. `GET`/`DELETE /_requests` and `GET /_stats`

@@ -4,14 +4,15 @@
 //! - `POST /rest/v1/<table>[?on_conflict=<column>]`, a JSON object or array of objects;
 //!   `Prefer: resolution=merge-duplicates` upserts, `resolution=ignore-duplicates` skips
 //!   existing keys, neither makes a duplicate key a 409 (23505). Foreign keys, unknown
-//!   columns and a key twice in one upsert are refused as PostgREST refuses them.
+//!   columns, a key twice in one upsert and a NUL in a string are refused as PostgREST
+//!   refuses them.
 //!   `Prefer: return=representation` answers the rows, otherwise 201 with no body.
 //! - `GET /rest/v1/<table>?<column>=eq.<value>…`: the matching rows.
 //! - Every `/rest/v1` request needs `apikey: <key>` and `Authorization: Bearer <key>`;
 //!   a wrong one is a 401 with the body Supabase sends.
-//! - `POST /_control {"fault": "503" | "stall" | "401" | null}` makes every `/rest/v1`
-//!   request fail that way until cleared; `GET /_stats` counts requests by status and
-//!   rows by table.
+//! - `POST /_control {"fault": "503" | "stall" | "401" | "endless-500" | null}` makes
+//!   every `/rest/v1` request fail that way until cleared; `GET /_stats` counts requests
+//!   by status and rows by table.
 
 mod process;
 mod routes;
@@ -39,6 +40,9 @@ pub enum Fault {
     /// 401, whatever key was sent.
     #[serde(rename = "401")]
     Unauthorized,
+    /// 500 with a body that never ends.
+    #[serde(rename = "endless-500")]
+    EndlessError,
 }
 
 /// What `GET /_stats` answers.

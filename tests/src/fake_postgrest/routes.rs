@@ -2,7 +2,8 @@
 
 use super::tables::{ApiError, Resolution};
 use super::{Fault, Shared};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
@@ -13,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// Largest request body read; PostgREST's own limit is configurable, this is plenty.
 const BODY_LIMIT: usize = 64 << 20;
 
-type Reply = Result<Response<Full<Bytes>>, std::io::Error>;
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+type Reply = Result<Response<Body>, std::io::Error>;
+
+/// What an endless error body repeats.
+const ENDLESS_CHUNK: &[u8] = &[b'e'; 64 << 10];
 
 pub async fn route(shared: Arc<Shared>, stop: CancellationToken, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
@@ -59,6 +64,10 @@ async fn rest(
             ));
         }
         Some(Fault::Unauthorized) => return Ok(refuse(shared, &invalid_api_key())),
+        Some(Fault::EndlessError) => {
+            shared.count("500");
+            return Ok(endless_error(stop.clone()));
+        }
         None => {}
     }
     if let Err(e) = check_keys(req.headers(), &shared.key) {
@@ -220,18 +229,38 @@ async fn control(shared: &Shared, req: Request<Incoming>) -> Reply {
         }
         Err(e) => Ok(json_reply(
             400,
-            &json!({"message": format!("invalid control body: {e}; expected {{\"fault\": \"503\" | \"stall\" | \"401\" | null}}")}),
+            &json!({"message": format!("invalid control body: {e}; expected {{\"fault\": \"503\" | \"stall\" | \"401\" | \"endless-500\" | null}}")}),
         )),
     }
 }
 
-fn refuse(shared: &Shared, e: &ApiError) -> Response<Full<Bytes>> {
+/// A 500 whose body never ends, until the client leaves or the fake stops.
+fn endless_error(stop: CancellationToken) -> Response<Body> {
+    let chunks = futures_util::stream::unfold(stop, |stop| async move {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let chunk = hyper::body::Frame::data(Bytes::from_static(ENDLESS_CHUNK));
+        Some((Ok(chunk), stop))
+    });
+    let mut response = Response::new(StreamBody::new(chunks).boxed_unsync());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+fn refuse(shared: &Shared, e: &ApiError) -> Response<Body> {
     shared.count(&e.status.to_string());
     json_reply(e.status, &e.body)
 }
 
-fn json_reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn json_reply(status: u16, body: &Value) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -241,8 +270,8 @@ fn json_reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
     response
 }
 
-fn empty(status: u16) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
+fn empty(status: u16) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response
 }

@@ -140,6 +140,19 @@ impl Tables {
                 return Err(invalid("All object keys must match".into()));
             }
         }
+        // Postgres `text` cannot hold NUL: the whole statement fails.
+        if rows
+            .iter()
+            .flat_map(|r| r.values())
+            .any(|v| v.as_str().is_some_and(|s| s.contains('\0')))
+        {
+            return Err(ApiError::new(
+                400,
+                "22P05",
+                "unsupported Unicode escape sequence",
+                Some("\\u0000 cannot be converted to text.".into()),
+            ));
+        }
         let conflict = on_conflict.unwrap_or("id");
         if !schema.columns.iter().any(|(c, _)| *c == conflict) {
             return Err(ApiError::new(

@@ -1,15 +1,19 @@
 //! Reading the spool from the cursor on, and moving the cursor once a batch is uploaded.
 
 use super::open::write_cursor;
-use super::{segment_path, Position, Spool, SpoolError};
+use super::{scan, segment_path, Position, Spool, SpoolError};
 use crate::supabase::frame::{self, Decoded, HEADER, MAX_PAYLOAD};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Bytes read from a segment at once.
 const CHUNK: u64 = 256 << 10;
+/// Most bytes read at once to find the next whole record after damage: a largest
+/// record and then some, so one that starts in it is seen whole.
+const RESYNC_WINDOW: u64 = 2 * (MAX_PAYLOAD as u64 + HEADER as u64);
 
 /// Records read from the spool, not yet acknowledged.
 #[derive(Debug, Default)]
@@ -24,16 +28,10 @@ pub struct SpoolReader {
     spool: Arc<Spool>,
     /// Everything before this position was uploaded.
     at: Position,
-    /// The oldest segment still on disk: the saved cursor may point into it.
-    kept_from: u64,
     /// The segment file being read, kept open between batches.
     file: Option<(u64, File)>,
-}
-
-/// Why a record could not be read.
-enum Damage {
-    Torn,
-    Corrupt,
+    /// Fired at shutdown: a read in progress returns what it has.
+    stop: CancellationToken,
 }
 
 impl SpoolReader {
@@ -41,9 +39,14 @@ impl SpoolReader {
         Self {
             spool,
             at,
-            kept_from: at.segment,
             file: None,
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Makes reads return early once `stop` fires.
+    pub fn observe(&mut self, stop: CancellationToken) {
+        self.stop = stop;
     }
 
     pub fn spool(&self) -> &Arc<Spool> {
@@ -56,13 +59,13 @@ impl SpoolReader {
 
     /// Reads up to `max_records` records, stopping once about `max_bytes` were read.
     /// Blocking: run it off the async workers. A torn or damaged record (left by a power
-    /// loss, or disk damage) ends its segment: the rest of it cannot be framed, so it is
-    /// skipped with a warning.
+    /// loss, or disk damage) is skipped with a warning and counted; reading goes on at the
+    /// next whole record. Segments are taken in the order the spool has them on disk.
     pub fn read(&mut self, max_records: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
         let mut pos = self.at;
         let mut payloads = Vec::new();
         let mut taken = 0;
-        while payloads.len() < max_records && taken < max_bytes {
+        while payloads.len() < max_records && taken < max_bytes && !self.stop.is_cancelled() {
             let active = self.spool.active();
             if pos.segment > active.segment {
                 break;
@@ -80,14 +83,22 @@ impl SpoolReader {
                 if pos.segment == active.segment {
                     break;
                 }
-                pos = next_segment(pos);
+                match self.spool.segment_after(pos.segment) {
+                    Some(next) => {
+                        pos = Position {
+                            segment: next,
+                            offset: 0,
+                        }
+                    }
+                    None => break,
+                }
                 continue;
             }
             // Whole records in one read where they fit; one that does not is read alone.
             let want = (limit - pos.offset).min(CHUNK);
             let chunk = self.read_at(pos, want as usize)?;
             let mut at = 0;
-            let mut damage = None;
+            let mut damaged = false;
             while payloads.len() < max_records && taken < max_bytes {
                 match frame::decode(&chunk[at..]) {
                     Decoded::Record { payload, len } => {
@@ -96,37 +107,28 @@ impl SpoolReader {
                         taken += len;
                     }
                     Decoded::End => break,
+                    // The next record goes on past this chunk: read again from it.
                     Decoded::Torn if at > 0 => break,
                     Decoded::Torn => {
                         match self.read_record(pos, limit)? {
-                            Ok(payload) => {
+                            Some(payload) => {
                                 at = HEADER + payload.len();
                                 taken += at;
                                 payloads.push(payload);
                             }
-                            Err(d) => damage = Some(d),
+                            None => damaged = true,
                         }
                         break;
                     }
                     Decoded::Corrupt => {
-                        damage = Some(Damage::Corrupt);
+                        damaged = true;
                         break;
                     }
                 }
             }
             pos.offset += at as u64;
-            if let Some(damage) = damage {
-                tracing::warn!(
-                    segment = %segment_path(&self.spool.dir, pos.segment).display(),
-                    offset = pos.offset,
-                    skipped_bytes = limit - pos.offset,
-                    kind = match damage { Damage::Torn => "torn", Damage::Corrupt => "damaged" },
-                    "spool: unreadable record; skipping the rest of its segment"
-                );
-                if pos.segment == active.segment {
-                    self.spool.seal(pos.segment)?;
-                }
-                pos = next_segment(pos);
+            if damaged {
+                pos.offset = self.skip_damage(pos, limit)?;
             }
         }
         if payloads.is_empty() && pos != self.at {
@@ -135,6 +137,29 @@ impl SpoolReader {
             self.commit(pos, 0)?;
         }
         Ok(Batch { payloads, end: pos })
+    }
+
+    /// Finds the next whole record after the damaged one at `pos` (or `limit`), logs and
+    /// counts what is skipped, and returns where reading goes on.
+    fn skip_damage(&mut self, pos: Position, limit: u64) -> Result<u64, SpoolError> {
+        let window = (limit - pos.offset).min(RESYNC_WINDOW);
+        let data = self.read_at(pos, window as usize)?;
+        let found = scan::resync(&data, 0) as u64;
+        let next = if found < window || window == limit - pos.offset {
+            pos.offset + found
+        } else {
+            // Nothing whole in a window that does not reach the end: go on from where a
+            // record could still start and be seen whole by the next window.
+            pos.offset + window - (MAX_PAYLOAD + HEADER) as u64
+        };
+        self.spool.damaged.fetch_add(1, Relaxed);
+        tracing::warn!(
+            segment = %segment_path(&self.spool.dir, pos.segment).display(),
+            offset = pos.offset,
+            skipped_bytes = next - pos.offset,
+            "spool: skipping an unreadable record; the records after it are kept"
+        );
+        Ok(next)
     }
 
     /// The open file of `segment`, positioned at `offset`.
@@ -161,31 +186,24 @@ impl SpoolReader {
         Ok(buf)
     }
 
-    /// One record that did not fit a chunk: its header says how long it is.
-    fn read_record(
-        &mut self,
-        pos: Position,
-        limit: u64,
-    ) -> Result<Result<Vec<u8>, Damage>, SpoolError> {
+    /// One record that did not fit a chunk: its header says how long it is. `None` when
+    /// it is torn or damaged.
+    fn read_record(&mut self, pos: Position, limit: u64) -> Result<Option<Vec<u8>>, SpoolError> {
         if limit - pos.offset < HEADER as u64 {
-            return Ok(Err(Damage::Torn));
+            return Ok(None);
         }
         let header = self.read_at(pos, HEADER)?;
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        if len > MAX_PAYLOAD {
-            return Ok(Err(Damage::Corrupt));
-        }
-        if pos.offset + (HEADER + len) as u64 > limit {
-            return Ok(Err(Damage::Torn));
+        if len > MAX_PAYLOAD || pos.offset + (HEADER + len) as u64 > limit {
+            return Ok(None);
         }
         let mut buf = self.read_at(pos, HEADER + len)?;
         match frame::decode(&buf) {
             Decoded::Record { .. } => {
                 buf.drain(..HEADER);
-                Ok(Ok(buf))
+                Ok(Some(buf))
             }
-            Decoded::Corrupt => Ok(Err(Damage::Corrupt)),
-            Decoded::Torn | Decoded::End => Ok(Err(Damage::Torn)),
+            _ => Ok(None),
         }
     }
 
@@ -205,21 +223,18 @@ impl SpoolReader {
             self.file = None;
         }
         write_cursor(&self.spool.dir, end)?;
-        while self.kept_from < end.segment {
-            let path = segment_path(&self.spool.dir, self.kept_from);
-            if let Ok(meta) = fs::metadata(&path) {
-                fs::remove_file(&path).map_err(SpoolError::io("cannot delete", &path))?;
-                self.spool.bytes.fetch_sub(meta.len(), Relaxed);
+        for segment in self.spool.segments_before(end.segment) {
+            let path = segment_path(&self.spool.dir, segment);
+            match fs::metadata(&path) {
+                Ok(meta) => {
+                    fs::remove_file(&path).map_err(SpoolError::io("cannot delete", &path))?;
+                    self.spool.bytes.fetch_sub(meta.len(), Relaxed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SpoolError::io("cannot delete", &path)(e)),
             }
-            self.kept_from += 1;
+            self.spool.forget_segment(segment);
         }
         Ok(())
-    }
-}
-
-fn next_segment(pos: Position) -> Position {
-    Position {
-        segment: pos.segment + 1,
-        offset: 0,
     }
 }

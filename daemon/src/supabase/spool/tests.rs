@@ -22,6 +22,16 @@ fn read_all(reader: &mut SpoolReader) -> (Vec<String>, Batch) {
     (texts, batch)
 }
 
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spool"))
+        .collect();
+    segments.sort();
+    segments
+}
+
 fn last_segment(dir: &Path) -> PathBuf {
     let mut segments: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -117,7 +127,7 @@ fn a_damaged_last_record_is_skipped() {
 }
 
 #[test]
-fn damage_in_an_older_segment_skips_only_the_rest_of_that_segment() {
+fn damage_in_an_older_segment_loses_only_the_damaged_record() {
     let dir = tempfile::tempdir().unwrap();
     // 64 KiB spool: 4 KiB segments, so 1 KiB records fill one in four.
     let (spool, _reader) = Spool::open(dir.path(), 64 << 10).unwrap();
@@ -126,27 +136,21 @@ fn damage_in_an_older_segment_skips_only_the_rest_of_that_segment() {
         append(&spool, &big(i));
     }
     drop((spool, _reader));
-    let mut segments: Vec<PathBuf> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "spool"))
-        .collect();
-    segments.sort();
+    let segments = segment_files(dir.path());
     assert!(segments.len() >= 2, "{segments:?}");
     // Damage the second record of the first segment (as a power loss might have).
     let mut bytes = fs::read(&segments[0]).unwrap();
     bytes[HEADER + 1004 + HEADER + 10] ^= 1;
     fs::write(&segments[0], &bytes).unwrap();
-    let (_spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    assert_eq!(spool.depth(), 7);
     let (texts, _) = read_all(&mut reader);
     let ids: Vec<&str> = texts.iter().map(|t| &t[..4]).collect();
-    assert_eq!(ids[0], "0000");
-    assert!(!ids.contains(&"0001"), "{ids:?}");
     assert_eq!(
-        ids.last(),
-        Some(&"0007"),
-        "later segments still read: {ids:?}"
+        ids,
+        ["0000", "0002", "0003", "0004", "0005", "0006", "0007"]
     );
+    assert_eq!(spool.stats().damaged, 1);
 }
 
 #[test]
@@ -265,5 +269,209 @@ fn a_cursor_that_cannot_be_saved_moves_on_and_keeps_the_segments_for_a_replay() 
         spool.stats().bytes <= spool.segment_bytes(),
         "{:?}",
         spool.stats()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_directory_and_every_file_are_private_whatever_they_were() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("spool");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let old = segment_path(&dir, 1);
+    let mut framed = Vec::new();
+    crate::supabase::frame::encode(b"kept", &mut framed);
+    fs::write(&old, framed).unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(dir.join("cursor.tmp"), "stale").unwrap();
+    fs::set_permissions(dir.join("cursor.tmp"), fs::Permissions::from_mode(0o644)).unwrap();
+
+    let (spool, mut reader) = Spool::open(&dir, 1 << 20).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&old), 0o600);
+    append(&spool, "new");
+    let (texts, batch) = read_all(&mut reader);
+    assert_eq!(texts, ["kept", "new"]);
+    reader.commit(batch.end, 2).unwrap();
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
+
+/// Twelve records in one segment, as the finding measured them; `damage` alters the file.
+fn twelve(damage: impl Fn(&mut Vec<u8>, &[usize])) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+    let texts: Vec<String> = (0..12).map(|i| format!("1\nrecord {i:02}")).collect();
+    let mut starts = Vec::new();
+    for text in &texts {
+        starts.push(spool.stats().bytes as usize);
+        append(&spool, text);
+    }
+    drop((spool, _reader));
+    let path = last_segment(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    damage(&mut bytes, &starts);
+    fs::write(&path, &bytes).unwrap();
+    (dir, texts)
+}
+
+fn without(texts: &[String], lost: &[usize]) -> Vec<String> {
+    texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !lost.contains(i))
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+#[test]
+fn a_flipped_byte_mid_segment_loses_only_its_record_even_in_the_newest_segment() {
+    for (what, at) in [("length", 1), ("checksum", 5), ("payload", HEADER + 3)] {
+        let (dir, texts) = twelve(|bytes, starts| bytes[starts[4] + at] ^= 0x10);
+        let (spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.depth(), 11, "{what}");
+        append(&spool, "1\nafter the restart");
+        let (got, _) = read_all(&mut reader);
+        let mut expected = without(&texts, &[4]);
+        expected.push("1\nafter the restart".into());
+        assert_eq!(got, expected, "{what}");
+        assert_eq!(spool.stats().damaged, 1, "{what}");
+    }
+}
+
+#[test]
+fn a_stretch_of_zeros_or_garbage_loses_only_the_records_it_covers() {
+    let (dir, texts) = twelve(|bytes, starts| {
+        for b in &mut bytes[starts[3] + 2..starts[5] + 1] {
+            *b = 0;
+        }
+    });
+    let (_spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(read_all(&mut reader).0, without(&texts, &[3, 4, 5]));
+}
+
+#[test]
+fn a_torn_sealed_segment_keeps_the_records_of_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    let big = |i: usize| format!("1\n{i:04}{}", "x".repeat(1000));
+    for i in 0..8 {
+        append(&spool, &big(i));
+    }
+    drop((spool, _reader));
+    let first = &segment_files(dir.path())[0];
+    let len = fs::metadata(first).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(first)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let (_spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    let (texts, _) = read_all(&mut reader);
+    let ids: Vec<&str> = texts.iter().map(|t| &t[2..6]).collect();
+    assert_eq!(
+        ids,
+        ["0000", "0001", "0002", "0004", "0005", "0006", "0007"]
+    );
+}
+
+#[test]
+fn a_cursor_naming_a_later_segment_deletes_nothing_and_replays_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    for i in 0..8 {
+        append(&spool, &format!("1\n{i:04}{}", "x".repeat(1000)));
+    }
+    drop((spool, _reader));
+    let before = segment_files(dir.path());
+    fs::write(dir.path().join("cursor"), "exai-spool-cursor v1 99999 0\n").unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 64 << 10).unwrap();
+    assert_eq!(segment_files(dir.path())[..before.len()], before[..]);
+    assert_eq!(spool.depth(), 8);
+    assert_eq!(read_all(&mut reader).0.len(), 8);
+}
+
+#[test]
+fn a_cursor_past_the_end_or_inside_a_record_is_not_trusted() {
+    for (what, offset) in [("past the end", 1_000_000u64), ("inside a record", 3)] {
+        let (dir, texts) = twelve(|_, _| {});
+        let segment = last_segment(dir.path());
+        let number: u64 = segment
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_start_matches("segment-")
+            .parse()
+            .unwrap();
+        fs::write(
+            dir.path().join("cursor"),
+            format!("exai-spool-cursor v1 {number} {offset}\n"),
+        )
+        .unwrap();
+        let (spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.depth(), 12, "{what}");
+        assert_eq!(read_all(&mut reader).0, texts, "{what}");
+    }
+}
+
+#[test]
+fn a_huge_segment_number_is_renumbered_and_nothing_wraps_or_walks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut framed = Vec::new();
+    crate::supabase::frame::encode(b"1\nfirst", &mut framed);
+    fs::write(segment_path(dir.path(), 3), &framed).unwrap();
+    let mut framed = Vec::new();
+    crate::supabase::frame::encode(b"1\nlast", &mut framed);
+    fs::write(segment_path(dir.path(), u64::MAX), &framed).unwrap();
+    fs::write(
+        dir.path().join("cursor"),
+        format!("exai-spool-cursor v1 {} 0\n", u64::MAX),
+    )
+    .unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+    // The cursor named the last segment: only it is left to send.
+    assert_eq!(read_all(&mut reader).0, ["1\nlast"]);
+    append(&spool, "1\nnew");
+    let (texts, batch) = read_all(&mut reader);
+    assert_eq!(texts, ["1\nlast", "1\nnew"]);
+    reader.commit(batch.end, 2).unwrap();
+    let names: Vec<String> = segment_files(dir.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["segment-00000000000000000002.spool"]);
+}
+
+#[test]
+fn a_segment_named_out_of_range_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("segment-99999999999999999999.spool"), b"x").unwrap();
+    fs::write(dir.path().join("segment-7.spool"), b"x").unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+    append(&spool, "1\nok");
+    assert_eq!(read_all(&mut reader).0, ["1\nok"]);
+}
+
+#[test]
+fn a_read_returns_at_once_after_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, mut reader) = Spool::open(dir.path(), 1 << 20).unwrap();
+    append(&spool, "1\na");
+    let stop = tokio_util::sync::CancellationToken::new();
+    reader.observe(stop.clone());
+    stop.cancel();
+    let batch = reader.read(10, usize::MAX).unwrap();
+    assert!(batch.payloads.is_empty());
+    assert_eq!(
+        spool.depth(),
+        1,
+        "nothing was skipped: it is read after a restart"
     );
 }

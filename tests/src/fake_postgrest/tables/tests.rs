@@ -138,6 +138,21 @@ fn refuses_what_postgres_would() {
         .status,
         400
     );
+    let nul = json!([{"id": "a\u{0}b", "model": "m"}]).to_string();
+    let err = t
+        .write(
+            "conversations",
+            nul.as_bytes(),
+            None,
+            Resolution::MergeDuplicates,
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(
+        (err.status, err.body["code"].as_str()),
+        (400, Some("22P05")),
+        "Postgres text cannot hold NUL"
+    );
     let err = t
         .select("conversations", &[("id".into(), "gt.a".into())])
         .unwrap_err();

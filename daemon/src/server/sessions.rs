@@ -1,0 +1,312 @@
+//! Streamable HTTP sessions, bounded. rmcp's `LocalSessionManager` keeps every session
+//! until it has been idle for its keep-alive (300 s): 8,000 `initialize` POSTs held
+//! 430 MB. This manager wraps it and keeps at most `EXAI_HTTP_MAX_SESSIONS`. When a new
+//! session needs a place, the session idle the longest is closed (a session with a
+//! request in flight or an open stream is never idle); when none is idle, `initialize`
+//! is answered 503. A client whose session was closed gets 404 for it and, as the
+//! protocol says, starts a new one.
+//!
+//! Evicting rather than refusing: a burst of sessions (a client in a reconnect loop, a
+//! script) then costs the oldest idle sessions, which their clients can re-open, instead
+//! of shutting every new client out until the burst's sessions expire.
+//!
+//! Expiry is done here too ([`BoundedSessions::expire_idle`]), not by rmcp's keep-alive:
+//! that one counts a session idle while a long tool call runs without progress
+//! notifications, and closes it under the call.
+
+use futures_util::{Stream, StreamExt};
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
+};
+use rmcp::transport::streamable_http_server::session::{
+    ServerSseMessage, SessionId, SessionManager,
+};
+use rmcp::transport::WorkerTransport;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct BoundedSessions {
+    inner: LocalSessionManager,
+    state: Arc<Mutex<State>>,
+    max: usize,
+    /// A session with nothing in flight for this long is closed.
+    idle: Duration,
+    /// Sessions closed to make room, since start.
+    evicted: AtomicU64,
+    /// Sessions created since memory was last given back to the system.
+    created_since_trim: AtomicU64,
+    /// Requests whose response stream is still open: at shutdown, sessions close only
+    /// once these answers went out.
+    answering: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Sessions created before their memory is worth giving back, once most have gone.
+const TRIM_AFTER_SESSIONS: u64 = 256;
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Use>,
+    /// Places promised to `initialize` requests on their way to `create_session`.
+    reserved: usize,
+}
+
+struct Use {
+    last_active: Instant,
+    /// Requests and streams open now.
+    busy: usize,
+}
+
+/// No session can be closed to make room: every one is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full {
+    pub max: usize,
+}
+
+/// A place promised to one `initialize`; given back when dropped (by then the session,
+/// if it was created, counts on its own).
+pub struct Reservation {
+    state: Arc<Mutex<State>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.reserved = state.reserved.saturating_sub(1);
+    }
+}
+
+/// Marks a session busy while it lives.
+struct Busy {
+    state: Arc<Mutex<State>>,
+    id: SessionId,
+    /// Counts an answer on its way, for a request's stream.
+    answering: Option<Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(answering) = &self.answering {
+            answering.fetch_sub(1, Relaxed);
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = state.sessions.get_mut(&self.id) {
+            session.busy = session.busy.saturating_sub(1);
+            session.last_active = Instant::now();
+        }
+    }
+}
+
+impl BoundedSessions {
+    pub fn new(max: usize, idle: Duration) -> Self {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = None;
+        Self {
+            inner,
+            state: Arc::default(),
+            max: max.max(1),
+            idle,
+            evicted: AtomicU64::new(0),
+            created_since_trim: AtomicU64::new(0),
+            answering: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for one more session, closing the one idle the longest if needed.
+    pub async fn reserve(&self) -> Result<Reservation, Full> {
+        let victim = {
+            let mut state = self.lock();
+            let victim = if state.sessions.len() + state.reserved >= self.max {
+                let oldest_idle = state
+                    .sessions
+                    .iter()
+                    .filter(|(_, u)| u.busy == 0)
+                    .min_by_key(|(_, u)| u.last_active)
+                    .map(|(id, _)| id.clone());
+                match oldest_idle {
+                    Some(id) => {
+                        state.sessions.remove(&id);
+                        Some(id)
+                    }
+                    None => return Err(Full { max: self.max }),
+                }
+            } else {
+                None
+            };
+            state.reserved += 1;
+            victim
+        };
+        if let Some(id) = victim {
+            self.evicted.fetch_add(1, Relaxed);
+            tracing::debug!(session = %id, "closing the MCP session idle the longest to make room");
+            let _ = self.inner.close_session(&id).await;
+        }
+        Ok(Reservation {
+            state: self.state.clone(),
+        })
+    }
+
+    /// Closes sessions idle for longer than the idle time, every fraction of it, until
+    /// `stop`.
+    pub async fn expire_idle(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let every = (self.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        // Sessions open at most since the memory was last given back.
+        let mut peak = 0;
+        loop {
+            peak = peak.max(self.open());
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let expired: Vec<SessionId> = {
+                let mut state = self.lock();
+                let expired: Vec<SessionId> = state
+                    .sessions
+                    .iter()
+                    .filter(|(_, u)| u.busy == 0 && u.last_active.elapsed() >= self.idle)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &expired {
+                    state.sessions.remove(id);
+                }
+                expired
+            };
+            for id in expired {
+                let _ = self.inner.close_session(&id).await;
+            }
+            // After a burst, once most of its sessions are gone, their memory goes back.
+            let open = self.open();
+            if self.created_since_trim.load(Relaxed) >= TRIM_AFTER_SESSIONS && open <= peak / 4 {
+                self.created_since_trim.store(0, Relaxed);
+                peak = open;
+                let _ = tokio::task::spawn_blocking(crate::memory::give_back_free_memory).await;
+            }
+        }
+    }
+
+    /// Sessions open now.
+    pub fn open(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Sessions closed to make room, since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
+    fn touch(&self, id: &SessionId) {
+        if let Some(session) = self.lock().sessions.get_mut(id) {
+            session.last_active = Instant::now();
+        }
+    }
+
+    fn busy(&self, id: &SessionId) -> Busy {
+        if let Some(session) = self.lock().sessions.get_mut(id) {
+            session.busy += 1;
+            session.last_active = Instant::now();
+        }
+        Busy {
+            state: self.state.clone(),
+            id: id.clone(),
+            answering: None,
+        }
+    }
+
+    /// Requests whose answer is still on its way to the client.
+    pub fn answering(&self) -> usize {
+        self.answering.load(Relaxed)
+    }
+}
+
+/// `stream`, marking its session busy until it ends.
+fn tracked<S>(stream: S, busy: Busy) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static
+where
+    S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+{
+    stream.map(move |message| {
+        let _ = &busy;
+        message
+    })
+}
+
+impl SessionManager for BoundedSessions {
+    type Error = LocalSessionManagerError;
+    type Transport = WorkerTransport<LocalSessionWorker>;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let (id, transport) = self.inner.create_session().await?;
+        self.created_since_trim.fetch_add(1, Relaxed);
+        self.lock().sessions.insert(
+            id.clone(),
+            Use {
+                last_active: Instant::now(),
+                busy: 0,
+            },
+        );
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        let _busy = self.busy(id);
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.lock().sessions.remove(id);
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let mut busy = self.busy(id);
+        self.answering.fetch_add(1, Relaxed);
+        busy.answering = Some(self.answering.clone());
+        let stream = self.inner.create_stream(id, message).await?;
+        Ok(tracked(stream, busy))
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.touch(id);
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let busy = self.busy(id);
+        let stream = self.inner.create_standalone_stream(id).await?;
+        Ok(tracked(stream, busy))
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let busy = self.busy(id);
+        let stream = self.inner.resume(id, last_event_id).await?;
+        Ok(tracked(stream, busy))
+    }
+}

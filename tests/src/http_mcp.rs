@@ -1,0 +1,137 @@
+//! A raw Streamable HTTP MCP client, one request per connection, for tests that need to
+//! see statuses and headers as they are, or to open thousands of sessions.
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// What came back: status, head (lower-cased) and body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// The JSON-RPC message of a JSON or SSE body (the last `data:` line that parses).
+    pub fn message(&self) -> Option<Value> {
+        if let Ok(v) = serde_json::from_str(&self.body) {
+            return Some(v);
+        }
+        self.body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .next_back()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(str::trim)
+    }
+}
+
+/// Sends `request` on a new connection and reads until the server closes it. `None` when
+/// the connection was refused or reset before a status line came.
+pub fn exchange(port: u16, request: &[u8]) -> Option<Answer> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(request).ok()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Answer {
+        status,
+        head: head.to_lowercase(),
+        body: body.to_string(),
+    })
+}
+
+/// The bytes of a `POST /mcp` carrying `body`, closing the connection after the answer.
+pub fn post_request(session: Option<&str>, extra_headers: &str, body: &str) -> Vec<u8> {
+    let session = session
+        .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{session}{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn post(port: u16, session: Option<&str>, body: &str) -> Option<Answer> {
+    exchange(port, &post_request(session, "", body))
+}
+
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw-http","version":"0"}}}"#;
+
+/// An initialized Streamable HTTP session.
+pub struct HttpSession {
+    pub port: u16,
+    pub id: String,
+    next_id: u64,
+    /// Sent with every request (an `Authorization` header, say), each ending in CRLF.
+    extra_headers: String,
+}
+
+impl HttpSession {
+    /// `initialize` and `notifications/initialized`; `Err` carries the status of a refusal.
+    pub fn open(port: u16) -> Result<Self, u16> {
+        Self::open_with(port, "")
+    }
+
+    pub fn open_with(port: u16, extra_headers: &str) -> Result<Self, u16> {
+        let answer = exchange(port, &post_request(None, extra_headers, INITIALIZE)).ok_or(0u16)?;
+        if answer.status != 200 {
+            return Err(answer.status);
+        }
+        let id = answer.header("mcp-session-id").ok_or(0u16)?.to_string();
+        let session = Self {
+            port,
+            id,
+            next_id: 2,
+            extra_headers: extra_headers.to_string(),
+        };
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let answer = session.send(note).ok_or(0u16)?;
+        if answer.status != 202 {
+            return Err(answer.status);
+        }
+        Ok(session)
+    }
+
+    pub fn send(&self, body: &str) -> Option<Answer> {
+        exchange(
+            self.port,
+            &post_request(Some(&self.id), &self.extra_headers, body),
+        )
+    }
+
+    /// A request; the HTTP answer (its message via [`Answer::message`]).
+    pub fn request(&mut self, method: &str, params: Value) -> Option<Answer> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        )
+    }
+
+    pub fn call_tool(&mut self, name: &str, arguments: Value) -> Option<Answer> {
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+    }
+}
