@@ -54,8 +54,8 @@ fn the_byte_budget_holds_and_the_oldest_threads_go_first() {
 
     // The oldest went whole; the newest continue with their turn.
     let continued = |ws: &mut mcp::RawWs, id: &str| {
-        ws.call_tool("chat", json!({"prompt": "again", "continuation_id": id}))["result"]["_meta"]
-            ["history_turns"]
+        ws.call_tool("chat", json!({"prompt": "again", "continuation_id": id}))["result"]
+            ["structuredContent"]["history_turns"]
             .as_u64()
             .unwrap()
     };

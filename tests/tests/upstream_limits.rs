@@ -48,7 +48,10 @@ fn a_provider_body_that_never_ends_is_cut_at_its_limit() {
         rss / MIB
     );
     let answer = ws.call_tool("chat", json!({"prompt": "still here"}));
-    assert_eq!(result_text(&answer), "echo: still here");
+    assert!(
+        result_text(&answer).starts_with("echo: still here\n"),
+        "{answer}"
+    );
 }
 
 #[test]

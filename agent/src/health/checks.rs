@@ -65,9 +65,11 @@ impl RedisProbe {
 
     async fn ping(&mut self, timeout: Duration) -> Result<(), String> {
         if self.conn.is_none() {
+            // The check's own limit (`within`) decides; these only keep an abandoned
+            // attempt from lingering, so they are set past it.
             let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout));
+                .set_connection_timeout(Some(timeout * 2))
+                .set_response_timeout(Some(timeout * 2));
             let conn = self
                 .client
                 .get_multiplexed_async_connection_with_config(&config)

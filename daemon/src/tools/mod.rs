@@ -9,7 +9,13 @@ mod output;
 mod reports;
 mod specs;
 
+pub use args::{check_continuation_id, CONTINUATION_ID_MAX_BYTES};
 pub use specs::{specs, tool_label, Hints, ToolSpec, PROTOCOL_VERSIONS};
+
+/// The `chat` tool's arguments, checked (for the fuzz target; the tools use it inside).
+pub fn parse_chat(args: &Map<String, Value>) -> Result<crate::chat::ChatArgs, InvalidParams> {
+    args::chat(args)
+}
 
 use crate::chat::{ChatArgs, ChatError, ChatService};
 use crate::providers::CallProgress;
