@@ -238,9 +238,10 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
         // The server stops first; the pipe writer only once the last answers are out, so
         // their events and the final heartbeat reach the agent.
         let writer_cancel = root.child_token();
-        let views: Arc<dyn DependencyViews> = chat.clone();
-        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, views, WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
+        let views = Arc::new(HeartbeatViews { chat: chat.clone(), server: std::sync::OnceLock::new() });
+        let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, views.clone(), WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
         let server = Server::new(config.server.clone(), core.clone(), stages.clone());
+        let _ = views.server.set(Arc::downgrade(&server));
         let reported = Arc::downgrade(&server);
         core.tools.report_connections(Box::new(move || {
             reported.upgrade().map(|s| s.connection_report()).unwrap_or_default()
@@ -277,6 +278,31 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
     // A blocking task stuck on a dead disk must not hold the exit.
     runtime.shutdown_timeout(RUNTIME_STOP_WITHIN);
     result
+}
+
+/// What the heartbeat reads of the running daemon: its dependencies as the chat service
+/// sees them, and the server's Streamable HTTP sessions (counted with WebSocket ones).
+struct HeartbeatViews {
+    chat: Arc<ChatService>,
+    /// Set once the server exists; the pipe writer starts before it.
+    server: std::sync::OnceLock<std::sync::Weak<Server>>,
+}
+
+impl DependencyViews for HeartbeatViews {
+    fn storage(&self) -> exai_proto::StorageView {
+        self.chat.storage()
+    }
+
+    fn supabase(&self) -> exai_proto::SupabaseView {
+        self.chat.supabase()
+    }
+
+    fn http_sessions(&self) -> u32 {
+        self.server
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .map_or(0, |s| u32::try_from(s.http_sessions()).unwrap_or(u32::MAX))
+    }
 }
 
 /// Longest blocking tasks still running are waited for once everything else stopped.

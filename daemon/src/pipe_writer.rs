@@ -341,7 +341,8 @@ impl Writer {
             kind: EventKind::Heartbeat(Box::new(Heartbeat {
                 uptime_ms: self.started.elapsed().as_millis() as u64,
                 process,
-                connections: totals.open_connections.load(Relaxed).max(0) as u32,
+                connections: (totals.open_connections.load(Relaxed).max(0) as u32)
+                    .saturating_add(self.views.http_sessions()),
                 in_flight: totals.in_flight.load(Relaxed).max(0) as u32,
                 pipe: PipeStats {
                     queue_depth: s.queue.len() as u32,

@@ -7,10 +7,16 @@ use exai_proto::{StorageBackend, StorageErrorKind, StorageView, SupabaseView};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::Instant;
 
-/// What the heartbeat reports about the daemon's dependencies.
+/// What the heartbeat reports about the daemon's dependencies, and the sessions the pipe
+/// writer cannot see for itself.
 pub trait DependencyViews: Send + Sync {
     fn storage(&self) -> StorageView;
     fn supabase(&self) -> SupabaseView;
+
+    /// Streamable HTTP sessions open now (WebSocket sessions are counted in `Totals`).
+    fn http_sessions(&self) -> u32 {
+        0
+    }
 }
 
 /// Nothing to report: for tests and tools that run no storage.

@@ -348,3 +348,23 @@ fn a_model_the_agent_never_heard_of_is_labelled_by_name_and_past_the_cap_other()
         "past the cap, other"
     );
 }
+
+/// A client connected over Streamable HTTP holds a session, not a socket: the heartbeat
+/// counts sessions of both transports, so `mcp_active_connections` sees it.
+#[test]
+fn http_sessions_count_as_active_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let agent = Agent::start(&socket);
+    let daemon = Daemon::start(&socket);
+    let mine = [("daemon", daemon.name.as_str())];
+    agent.wait_metric("exai_pipe_daemon_connected", &mine, |v| v == 1.0);
+    let sessions: Vec<_> = (0..3)
+        .map(|_| exai_tests::http_mcp::HttpSession::open(daemon.mcp_port).expect("a session"))
+        .collect();
+    agent.wait_metric("mcp_active_connections", &mine, |v| v == 3.0);
+    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
+    ws.initialize("2025-11-25");
+    agent.wait_metric("mcp_active_connections", &mine, |v| v == 4.0);
+    drop(sessions);
+}

@@ -7,7 +7,7 @@ use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::fake_postgrest::FakePostgrest;
 use exai_tests::mcp;
 use exai_tests::spool::{record, segment};
-use exai_tests::{wait_for, Daemon, PATIENCE};
+use exai_tests::{wait_for, Agent, Daemon, PATIENCE};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -28,6 +28,7 @@ fn a_refused_record_is_set_aside_and_the_records_after_it_arrive() {
     seed_spool(&spool);
     let llm = FakeLlmProc::start(&[]);
     let fake = FakePostgrest::start();
+    let agent = Agent::start(&dir.path().join("events.sock"));
     let daemon = Daemon::with_llm(
         &dir.path().join("events.sock"),
         llm.port,
@@ -85,6 +86,12 @@ fn a_refused_record_is_set_aside_and_the_records_after_it_arrive() {
     let status =
         ws.call_tool("status", json!({}))["result"]["structuredContent"]["supabase"].clone();
     assert_eq!(status["dead_lettered"], 1, "{status}");
+    // And the agent has it from the heartbeat, with no Supabase key of its own.
+    agent.wait_metric(
+        "mcp_supabase_dead_letters_total",
+        &[("daemon", &daemon.name)],
+        |v| v == 1.0,
+    );
     // New turns flow on: no pause after a refused record.
     let answer = ws.call_tool("chat", json!({"prompt": "fifth"}));
     assert_eq!(answer["result"]["isError"], false, "{answer}");

@@ -283,10 +283,10 @@ impl Persistence {
             last_upload_ms_ago: last.map_or(u64::MAX, |(_, _, at)| at.elapsed().as_millis() as u64),
             spool_depth: spool.depth,
             spool_bytes: spool.bytes,
-            refused_turns: spool.refused,
-            write_timeouts: 0,
-            dead_letters: 0,
-            damaged_records: 0,
+            refused_turns: self.spool_refused(),
+            write_timeouts: self.spool_write_timeouts(),
+            dead_letters: self.dead_lettered(),
+            damaged_records: self.spool_damaged(),
         }
     }
 
