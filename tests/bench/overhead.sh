@@ -65,9 +65,8 @@ kill -9 "$killed_agent"
 
 configs=(disabled attached killed)
 if [ "${PEER:-0}" = 1 ]; then
-    venv=tests/.venv-mcp2
-    [ -x "$venv/bin/python" ] || venv=tests/.venv
-    "$venv/bin/python" tests/py/peer_fastmcp.py 0 2>"$work/peer.log" & pids+=($!)
+    # The 1.x SDK: its FastMCP serves both transports (2.x dropped WebSocket).
+    tests/.venv/bin/python tests/py/peer_fastmcp.py 0 2>"$work/peer.log" & pids+=($!)
     pid[peer]=$!
     port[peer]=$(port_from "$work/peer.log" "listening on")
 fi

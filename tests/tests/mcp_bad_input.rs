@@ -347,13 +347,17 @@ fn streamable_http_answers_202_404_and_405_as_the_protocol_says() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     );
     assert_eq!(status, 202, "a notification is accepted with 202");
-    let (status, _, body) = post(
+    let (status, head, body) = post(
         port,
         Some(&session),
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"version","arguments":{}}}"#,
     );
     assert_eq!(status, 200);
     assert!(body.contains("exai 0."), "{body}");
+    // An answer with nothing before it comes as plain JSON, the client accepting it.
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(answer["id"], 2, "{body}");
     let (status, _, _) = post(
         port,
         Some("no-such-session"),

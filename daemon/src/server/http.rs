@@ -4,6 +4,7 @@
 
 use super::admission::Connection;
 use super::body::{self, BodyError};
+use super::plain;
 use super::{text, Body, Server};
 use crate::mcp::compat;
 use crate::security::{self, Refusal};
@@ -49,6 +50,7 @@ pub async fn handle(
         return text(status, body);
     }
     let deleting = req.method() == hyper::Method::DELETE;
+    let plain_allowed = req.method() == hyper::Method::POST && plain::accepts_json(req.headers());
     let starts_session =
         req.method() == hyper::Method::POST && !req.headers().contains_key("mcp-session-id");
     let (parts, body) = req.into_parts();
@@ -128,6 +130,19 @@ pub async fn handle(
                 .await
         }
     };
+    let patch = move |chunk| match advertises {
+        true => compat::patch_chunk(chunk),
+        false => chunk,
+    };
+    let response = match plain_allowed {
+        true => plain::answer(response, patch).await,
+        false => response,
+    };
+    // A plain answer is patched already; a stream is patched as it goes.
+    let streams = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"text/event-stream"));
     let (mut parts, body) = response.into_parts();
     // rmcp accepts a session's DELETE with 202; clients (the Python SDK among them)
     // expect 200 or 204 for a session that is gone.
@@ -135,15 +150,12 @@ pub async fn handle(
         parts.status = hyper::StatusCode::NO_CONTENT;
     }
     // The place is held until the response (an SSE stream, maybe) is sent whole.
-    let body = body
-        .map_frame(move |frame| {
-            let _ = &place;
-            match advertises {
-                true => frame.map_data(compat::patch_chunk),
-                false => frame,
-            }
-        })
-        .boxed();
+    let body = Held {
+        body,
+        place,
+        patch: streams.then_some(patch),
+    }
+    .boxed();
     Response::from_parts(parts, body)
 }
 
@@ -166,4 +178,43 @@ fn close(mut response: Response<Body>) -> Response<Body> {
         hyper::header::HeaderValue::from_static("close"),
     );
     response
+}
+
+/// A response body that holds its connection's place until it is sent whole, and
+/// advertises tasks in a stream's events as they pass. Its size stays known, so a
+/// plain answer goes out with its length rather than chunked.
+struct Held<F> {
+    body: Body,
+    place: super::admission::Active,
+    patch: Option<F>,
+}
+
+impl<F: Fn(Bytes) -> Bytes + Unpin> hyper::body::Body for Held<F> {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let _ = &this.place;
+        std::pin::Pin::new(&mut this.body)
+            .poll_frame(cx)
+            .map_ok(|frame| match &this.patch {
+                Some(patch) => frame.map_data(patch),
+                None => frame,
+            })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.patch {
+            Some(_) => hyper::body::SizeHint::default(),
+            None => self.body.size_hint(),
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod accept;
 mod admission;
 mod body;
 mod http;
+mod plain;
 pub mod sessions;
 mod ws;
 
