@@ -27,6 +27,25 @@ pub enum Ended {
 /// Opens a WebSocket to `url` with extra headers; `Err` carries the HTTP status of a
 /// refused upgrade.
 pub fn connect(url: &str, headers: &[(&str, &str)]) -> Result<RawWs, u16> {
+    match try_connect(url, headers) {
+        Ok(ws) => Ok(ws),
+        Err(Refused::Status(status)) => Err(status),
+        Err(Refused::Unreachable(e)) => panic!("cannot connect to {url}: {e}"),
+    }
+}
+
+/// Why [`try_connect`] did not open a session.
+#[derive(Debug)]
+pub enum Refused {
+    /// The upgrade was answered with this HTTP status.
+    Status(u16),
+    /// Nothing answered (a daemon that is down): the error.
+    Unreachable(String),
+}
+
+/// [`connect`] for a client that expects the server to be away at times (a load that
+/// outlives a daemon restart).
+pub fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<RawWs, Refused> {
     let mut request = url.into_client_request().expect("valid test URL");
     request
         .headers_mut()
@@ -50,8 +69,8 @@ pub fn connect(url: &str, headers: &[(&str, &str)]) -> Result<RawWs, u16> {
                 handshake,
             })
         }
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(e) => panic!("cannot connect to {url}: {e}"),
+        Err(tungstenite::Error::Http(response)) => Err(Refused::Status(response.status().as_u16())),
+        Err(e) => Err(Refused::Unreachable(e.to_string())),
     }
 }
 
@@ -106,6 +125,22 @@ impl RawWs {
                 .unwrap_or_else(|e| panic!("connection ended awaiting {method}: {e:?}"));
             if message.get("id") == Some(&json!(id)) {
                 return message;
+            }
+        }
+    }
+
+    /// [`RawWs::request`] on a connection that may break: how it ended, if it did.
+    pub fn try_request(&mut self, method: &str, params: Value) -> Result<Value, Ended> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let text = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        if self.socket.send(Message::text(text.to_string())).is_err() {
+            return Err(Ended::Eof);
+        }
+        loop {
+            let message = self.recv()?;
+            if message.get("id") == Some(&json!(id)) {
+                return Ok(message);
             }
         }
     }

@@ -50,6 +50,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process id while it runs (for SIGSTOP and SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the port closes at once; data written so far is kept on disk.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
