@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The agent's memory and scrape cost under load, for BENCHMARKS.md ("The agent").
 #
-#  1. 10,000 series: a fresh release exai-agent with room for 512 instance labels, and
-#     exai-pipe-load as $SERIES_DAEMONS daemons (default 500) sending the full event mix for
+#  1. 10,000 series: a fresh release exai-agent with room for 512 daemon labels, and
+#     exai-pipe-load as $SERIES_DAEMONS daemons (default 8: every series carries its daemon, ~1,250 each) sending the full event mix for
 #     $SERIES_SECONDS (default 60 s; past 300 s the dashboard's history is full). Prints the
 #     series count (sample lines of /metrics), the agent's RSS and the time of a /metrics
 #     scrape, 15 s before the end; once with the dashboard on (as shipped), once with it off.
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-600}
 rate=${2:-100000}
-series_daemons=${SERIES_DAEMONS:-500}
+series_daemons=${SERIES_DAEMONS:-8}
 series_secs=${SERIES_SECONDS:-60}
 daemons=${DAEMONS:-4}
 every=15
@@ -46,7 +46,7 @@ load() { "$bin/exai-pipe-load" --socket "$work/events.sock" --report-every 60 "$
 series() { # $1 = dashboard on|off
     local dashboard=()
     [ "$1" = off ] && dashboard=(MONITORING_ENABLED=false)
-    start_agent "series-$1" EXAI_METRICS_MAX_INSTANCES=512 "${dashboard[@]}"
+    start_agent "series-$1" EXAI_METRICS_MAX_DAEMONS=512 "${dashboard[@]}"
     sleep 1
     echo "dashboard $1"
     echo "idle_rss_mib $(rss_mib "$agent_pid")"

@@ -16,6 +16,11 @@
 # PEER=1 adds the official Python SDK's FastMCP server with the same `version` tool
 # (tests/py/peer_fastmcp.py), under the same load, over both transports.
 #
+# BASELINE=DIR adds a fourth daemon and agent from another build's release binaries (a
+# worktree of the previous commit: `git worktree add ../prev HEAD~1 && (cd ../prev && cargo
+# build --release --bins)`, then BASELINE=../prev/target/release), attached like
+# "attached", so that a change is measured against what came before in the same run.
+#
 # Usage: tests/bench/overhead.sh [SECONDS per run, default 10] [ROUNDS, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,9 +33,9 @@ sessions=${SESSIONS:-32}
 "$bin/fake-llm" --port 0 2>"$work/llm.log" & pids+=($!)
 llm=$(port_from "$work/llm.log" "listening on")
 
-start_agent() { # $1 = name; sets agent_pid
+start_agent() { # $1 = name; sets agent_pid. $from: the binaries' directory
     env EXAI_EVENTS_SOCKET="$work/$1.sock" METRICS_PORT=0 HEALTH_CHECK_PORT=0 MONITORING_PORT=0 \
-        "$bin/exai-agent" 2>"$work/agent-$1.log" & pids+=($!)
+        "${from:-$bin}/exai-agent" 2>"$work/agent-$1.log" & pids+=($!)
     agent_pid=$!
     port_from "$work/agent-$1.log" "metrics listening" >/dev/null
 }
@@ -39,7 +44,7 @@ start_daemon() { # $1 = name, then extra env assignments; sets daemon_pid, daemo
     env EXAI_EVENTS_SOCKET="$work/$name.sock" EXAI_WS_PORT=0 EXAI_DAEMON_NAME="$name" \
         GLM_API_KEY=bench GLM_API_URL="http://127.0.0.1:$llm/api/paas/v4" \
         EXAI_WS_GLOBAL_MAX_INFLIGHT=256 EXAI_WS_GLM_MAX_INFLIGHT=256 "$@" \
-        "$bin/exai-daemon" 2>"$work/daemon-$name.log" & pids+=($!)
+        "${from:-$bin}/exai-daemon" 2>"$work/daemon-$name.log" & pids+=($!)
     daemon_pid=$!
     daemon_port=$(port_from "$work/daemon-$name.log" "addr=")
 }
@@ -64,6 +69,13 @@ done
 kill -9 "$killed_agent"
 
 configs=(disabled attached killed)
+if [ -n "${BASELINE:-}" ]; then
+    from=$BASELINE start_agent baseline
+    from=$BASELINE start_daemon baseline
+    pid[baseline]=$daemon_pid; port[baseline]=$daemon_port
+    for _ in $(seq 200); do grep -q "connected to agent" "$work/daemon-baseline.log" && break; sleep 0.05; done
+    configs+=(baseline)
+fi
 if [ "${PEER:-0}" = 1 ]; then
     # The 1.x SDK: its FastMCP serves both transports (2.x dropped WebSocket).
     tests/.venv/bin/python tests/py/peer_fastmcp.py 0 2>"$work/peer.log" & pids+=($!)
@@ -112,13 +124,13 @@ print("| transport | tool | configuration | calls/s | p50 ms | p99 ms | daemon C
 print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for transport in ("websocket", "http"):
     for tool in ("version", "chat"):
-        for config in ("disabled", "attached", "killed", "peer"):
+        for config in ("disabled", "attached", "killed", "baseline", "peer"):
             k = (transport, tool, config)
             if k not in by:
                 continue
             rel = "—" if config in ("disabled", "peer") else f'{ratio(transport, tool, config, "calls_per_s"):.3f}'
             relp = "—" if config in ("disabled", "peer") else f'{ratio(transport, tool, config, "p99_ms"):.3f}'
-            name = "FastMCP (Python SDK)" if config == "peer" else config
+            name = {"peer": "FastMCP (Python SDK)", "baseline": "baseline build, attached"}.get(config, config)
             print(f'| {transport} | {tool} | {name} | {med(k, "calls_per_s"):,.0f} | {med(k, "p50_ms"):.2f} | {med(k, "p99_ms"):.2f} | '
                   f'{med(k, "cpu_us_per_call"):.1f} | {rel} | {relp} | {sum(r["errors"] for r in by[k])} |')
 for tool in ("version", "chat"):
@@ -128,5 +140,12 @@ for tool in ("version", "chat"):
         print(f"\n{tool}: daemon CPU per call, HTTP / WebSocket = {http / ws:.2f}")
     except KeyError:
         pass
+if ("http", "version", "baseline") in by:
+    for transport in ("websocket", "http"):
+        for tool in ("version", "chat"):
+            base = {r["round"]: r for r in by[(transport, tool, "baseline")]}
+            cpu = statistics.median(r["cpu_us_per_call"] / base[r["round"]]["cpu_us_per_call"] for r in by[(transport, tool, "attached")])
+            rate = statistics.median(r["calls_per_s"] / base[r["round"]]["calls_per_s"] for r in by[(transport, tool, "attached")])
+            print(f"\n{transport} {tool}: this build / baseline build, attached: CPU per call {cpu:.2f}, calls/s {rate:.2f}")
 print(f"\n{len(rows)} runs; medians over rounds; ratios are per round against 'disabled', then the median.")
 PY
