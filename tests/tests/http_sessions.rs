@@ -121,3 +121,77 @@ fn eight_thousand_sessions_stay_bounded_and_their_memory_comes_back() {
         after / MIB
     );
 }
+
+/// The model calls under way, as `status` in `session` reports them.
+fn in_flight(session: &mut HttpSession) -> Value {
+    let answer = session
+        .call_tool("status", json!({}))
+        .expect("status answers");
+    answer.message().expect("a JSON-RPC answer")["result"]["structuredContent"]["in_flight"].clone()
+}
+
+/// A plain `tools/call` over HTTP is answered in place, off rmcp's session worker
+/// (`daemon/src/server/direct.rs`); it must still end as rmcp's would: cancelled by
+/// `notifications/cancelled` naming it, and by the end of its session, its model call
+/// aborted and its place returned, the client answered with the cancellation.
+#[test]
+fn a_plain_http_call_is_cancelled_by_its_notification_and_by_its_session_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = Daemon::with_llm(&dir.path().join("events.sock"), llm.port, &[]);
+    let port = daemon.mcp_port;
+    let mut session = HttpSession::open(port).expect("a session");
+    let id = session.id.clone();
+    let slow_call = |request_id: u64| {
+        let id = id.clone();
+        std::thread::spawn(move || {
+            let body = json!({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": "chat", "arguments": {"prompt": "slow [latency:30000]"}}});
+            post(port, Some(&id), &body.to_string())
+        })
+    };
+
+    // Cancelled by its notification.
+    let call = slow_call(41);
+    wait_for("the model call under way", PATIENCE, || {
+        (in_flight(&mut session) == 1).then_some(())
+    });
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 41, "reason": "the test cancels"}});
+    let accepted = session
+        .send(&note.to_string())
+        .expect("the notification is taken");
+    assert_eq!(accepted.status, 202);
+    let answer = call.join().unwrap().expect("the call is answered");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    let message = answer.message().expect("JSON");
+    assert_eq!(message["id"], 41, "{message}");
+    assert_eq!(message["result"]["isError"], true, "{message}");
+    let text = message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("cancelled by the client"), "{message}");
+    assert_eq!(in_flight(&mut session), 0, "the model call's place is back");
+
+    // Ended with its session.
+    let call = slow_call(42);
+    wait_for("the second model call under way", PATIENCE, || {
+        (in_flight(&mut session) == 1).then_some(())
+    });
+    let deleted = exai_tests::http_mcp::exchange(
+        port,
+        format!("DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: {id}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("DELETE answered");
+    assert_eq!(deleted.status, 204);
+    let answer = call.join().unwrap().expect("the call is answered");
+    let message = answer.message().expect("JSON");
+    assert_eq!(message["id"], 42, "{message}");
+    let text = message["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("cancelled by the client"), "{message}");
+    let mut other = HttpSession::open(port).expect("another session");
+    assert_eq!(in_flight(&mut other), 0, "the model call's place is back");
+}

@@ -20,8 +20,8 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
     CustomResult, DiscoverResult, ErrorCode, ErrorData, Implementation, InitializeRequestParams,
     InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ProgressNotificationParam, ProgressToken, ProtocolVersion, ServerCapabilities, ServerConfig,
-    ToolAnnotations,
+    ProgressNotificationParam, ProgressToken, ProtocolVersion, RequestMetaObject,
+    ServerCapabilities, ServerConfig, ToolAnnotations,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -343,44 +343,75 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let site = CallSite {
+            meta: &ctx.meta,
+            headers: headers(&ctx),
+            transport: transport(&ctx),
+            ct: &ctx.ct,
+            peer: Some(&ctx.peer),
+        };
+        self.core.call_tool(request, site).await
+    }
+}
+
+/// Where a `tools/call` came from: what the call reads of its request besides the
+/// params. rmcp builds it from a request's context; a plain HTTP call answered in
+/// place (`server::direct`) from the POST itself.
+pub struct CallSite<'a> {
+    pub meta: &'a RequestMetaObject,
+    pub headers: Option<&'a http::HeaderMap>,
+    pub transport: Transport,
+    /// Cancelled by `notifications/cancelled` or when the session goes.
+    pub ct: &'a CancellationToken,
+    /// Where progress notifications go; none means the call cannot send any.
+    pub peer: Option<&'a Peer<RoleServer>>,
+}
+
+impl McpCore {
+    /// Runs one `tools/call`, counts it exactly and samples it as an event.
+    pub async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        site: CallSite<'_>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
-        let _call = self.core.calls.enter();
-        let correlation = correlation::from_request(&ctx.meta, headers(&ctx));
+        let _call = self.calls.enter();
+        let correlation = correlation::from_request(site.meta, site.headers);
         let tool = tools::tool_label(&request.name);
         let span =
             tracing::info_span!("tools/call", correlation_id = %correlation, tool = %request.name);
         let progress = CallProgress::default();
         let outcome = async {
-            let work = self.core.tools.call(
+            let work = self.tools.call(
                 &request.name,
                 request.arguments.as_ref(),
                 &correlation,
-                &ctx.ct,
+                site.ct,
                 Some(&progress),
             );
             let work = async {
-                match ctx.meta.get_progress_token() {
-                    Some(token) => {
+                match (site.peer, site.meta.get_progress_token()) {
+                    (Some(peer), Some(token)) => {
                         with_progress(
                             work,
-                            &ctx.peer,
+                            peer,
                             token,
-                            self.core.progress_every,
+                            self.progress_every,
                             &progress,
-                            &self.core.tasks,
+                            &self.tasks,
                         )
                         .await
                     }
-                    None => work.await,
+                    _ => work.await,
                 }
             };
             // At shutdown, once the grace is over, the call is dropped (which aborts the
             // model's HTTP request and frees its places) and answered with an error.
             tokio::select! {
                 outcome = work => outcome,
-                _ = self.core.calls.cancel.cancelled() => {
+                _ = self.calls.cancel.cancelled() => {
                     tracing::info!("model call cancelled: the server is shutting down");
-                    Ok(self.core.calls.cancelled_at_shutdown())
+                    Ok(self.calls.cancelled_at_shutdown())
                 }
             }
         }
@@ -389,7 +420,7 @@ impl ServerHandler for McpHandler {
         let (status, response) = match outcome {
             Err(invalid) => (RequestStatus::Error, Err(invalid_params(invalid))),
             Ok(output) => {
-                let status = if ctx.ct.is_cancelled() {
+                let status = if site.ct.is_cancelled() {
                     RequestStatus::Cancelled
                 } else if output.is_error {
                     RequestStatus::ToolError
@@ -399,8 +430,9 @@ impl ServerHandler for McpHandler {
                 (status, Ok(call_tool_result(output, &correlation).into()))
             }
         };
-        self.count(
-            &ctx,
+        count_request(
+            &self.emitter,
+            site.transport,
             McpMethod::ToolsCall,
             tool,
             status,

@@ -4,6 +4,7 @@
 
 use super::admission::Connection;
 use super::body::{self, BodyError};
+use super::direct;
 use super::plain;
 use super::{text, Body, Server};
 use crate::mcp::compat;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
+use rmcp::transport::streamable_http_server::session::SessionId;
 use std::sync::Arc;
 
 pub async fn handle(
@@ -51,6 +53,11 @@ pub async fn handle(
     }
     let deleting = req.method() == hyper::Method::DELETE;
     let plain_allowed = req.method() == hyper::Method::POST && plain::accepts_json(req.headers());
+    let session: Option<SessionId> = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|id| id.to_str().ok())
+        .map(|id| id.to_owned().into());
     let starts_session =
         req.method() == hyper::Method::POST && !req.headers().contains_key("mcp-session-id");
     let (parts, body) = req.into_parts();
@@ -77,7 +84,8 @@ pub async fn handle(
     let mut advertises = false;
     let response = match body {
         Some(mut body) => {
-            let look = compat::needs_a_look(&body)
+            let looked = compat::needs_a_look(&body);
+            let look = looked
                 .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
                 .flatten();
             if let Some(mut message) = look {
@@ -96,6 +104,24 @@ pub async fn handle(
                 }
             }
             advertises = compat::answer_advertises(&body);
+            // The common case, a plain `tools/call` in a session, is answered in place.
+            let direct = match (plain_allowed && !looked && !advertises, &session) {
+                (true, Some(session)) => {
+                    match direct::call(&parts.headers, &server.config.allowed_hosts, &body) {
+                        Some(call) => server
+                            .http_sessions
+                            .direct_call(session, &call.id, &server.stages.sessions)
+                            .await
+                            .map(|place| (call, place)),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some((call, call_place)) = direct {
+                let response = direct::answer(server.core.clone(), call, parts, call_place).await;
+                return held(response, place, advertises, false);
+            }
             let _reserved = if starts_session && is_initialize(&body) {
                 match server.http_sessions.reserve().await {
                     Ok(reserved) => Some(reserved),
@@ -130,14 +156,28 @@ pub async fn handle(
                 .await
         }
     };
-    let patch = move |chunk| match advertises {
-        true => compat::patch_chunk(chunk),
-        false => chunk,
-    };
     let response = match plain_allowed {
-        true => plain::answer(response, patch).await,
+        true => plain::answer(response, |chunk| patched(advertises, chunk)).await,
         false => response,
     };
+    held(response, place, advertises, deleting)
+}
+
+/// The answer advertises tasks where it must (`compat`).
+fn patched(advertises: bool, chunk: Bytes) -> Bytes {
+    match advertises {
+        true => compat::patch_chunk(chunk),
+        false => chunk,
+    }
+}
+
+/// `response` as it goes out, holding the connection's place until it is sent whole.
+fn held(
+    response: Response<Body>,
+    place: super::admission::Active,
+    advertises: bool,
+    deleting: bool,
+) -> Response<Body> {
     // A plain answer is patched already; a stream is patched as it goes.
     let streams = response
         .headers()
@@ -153,7 +193,7 @@ pub async fn handle(
     let body = Held {
         body,
         place,
-        patch: streams.then_some(patch),
+        patch: streams.then_some(move |chunk| patched(advertises, chunk)),
     }
     .boxed();
     Response::from_parts(parts, body)

@@ -7,6 +7,7 @@
 mod accept;
 mod admission;
 mod body;
+mod direct;
 mod http;
 mod plain;
 pub mod sessions;

@@ -15,7 +15,7 @@
 //! notifications, and closes it under the call.
 
 use futures_util::{Stream, StreamExt};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, RequestId, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
 };
@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 pub struct BoundedSessions {
     inner: LocalSessionManager,
@@ -57,6 +58,29 @@ struct Use {
     last_active: Instant,
     /// Requests and streams open now.
     busy: usize,
+    /// The client sent `notifications/initialized`: requests may be answered in place.
+    initialized: bool,
+    /// Calls answered in place (`server::direct`) under way, by request id: what a
+    /// `notifications/cancelled` or the session's end cancels.
+    direct: HashMap<RequestId, CancellationToken>,
+}
+
+impl Use {
+    fn new() -> Self {
+        Self {
+            last_active: Instant::now(),
+            busy: 0,
+            initialized: false,
+            direct: HashMap::new(),
+        }
+    }
+
+    /// The session is gone: calls answered in place stop as rmcp's would.
+    fn closed(self) {
+        for call in self.direct.into_values() {
+            call.cancel();
+        }
+    }
 }
 
 /// No session can be closed to make room: every one is busy.
@@ -84,6 +108,8 @@ struct Busy {
     id: SessionId,
     /// Counts an answer on its way, for a request's stream.
     answering: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    /// A call answered in place, forgotten by its session when done.
+    direct: Option<RequestId>,
 }
 
 impl Drop for Busy {
@@ -95,8 +121,18 @@ impl Drop for Busy {
         if let Some(session) = state.sessions.get_mut(&self.id) {
             session.busy = session.busy.saturating_sub(1);
             session.last_active = Instant::now();
+            if let Some(request) = &self.direct {
+                session.direct.remove(request);
+            }
         }
     }
+}
+
+/// A call a session lets `server::direct` answer in place: its cancellation, and the
+/// session kept busy (never idle, its answer counted as on its way) until dropped.
+pub struct DirectCall {
+    pub ct: CancellationToken,
+    _busy: Busy,
 }
 
 impl BoundedSessions {
@@ -131,7 +167,9 @@ impl BoundedSessions {
                     .map(|(id, _)| id.clone());
                 match oldest_idle {
                     Some(id) => {
-                        state.sessions.remove(&id);
+                        if let Some(gone) = state.sessions.remove(&id) {
+                            gone.closed();
+                        }
                         Some(id)
                     }
                     None => return Err(Full { max: self.max }),
@@ -173,7 +211,9 @@ impl BoundedSessions {
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in &expired {
-                    state.sessions.remove(id);
+                    if let Some(gone) = state.sessions.remove(id) {
+                        gone.closed();
+                    }
                 }
                 expired
             };
@@ -215,6 +255,67 @@ impl BoundedSessions {
             state: self.state.clone(),
             id: id.clone(),
             answering: None,
+            direct: None,
+        }
+    }
+
+    /// A place for a call answered in place, if the session is open and initialized
+    /// and has no call under way with that id; else the request goes through rmcp,
+    /// which answers every other case as the protocol says. `parent` is cancelled at
+    /// shutdown, as rmcp's sessions are.
+    pub async fn direct_call(
+        &self,
+        id: &SessionId,
+        request: &RequestId,
+        parent: &CancellationToken,
+    ) -> Option<DirectCall> {
+        // A session rmcp has closed on its own is answered by rmcp (404).
+        if !self.inner.has_session(id).await.unwrap_or(false) {
+            return None;
+        }
+        let ct = parent.child_token();
+        {
+            let mut state = self.lock();
+            let session = state.sessions.get_mut(id)?;
+            if !session.initialized || session.direct.contains_key(request) {
+                return None;
+            }
+            session.direct.insert(request.clone(), ct.clone());
+            session.busy += 1;
+            session.last_active = Instant::now();
+        }
+        self.answering.fetch_add(1, Relaxed);
+        Some(DirectCall {
+            ct,
+            _busy: Busy {
+                state: self.state.clone(),
+                id: id.clone(),
+                answering: Some(self.answering.clone()),
+                direct: Some(request.clone()),
+            },
+        })
+    }
+
+    /// Notes what a client's notification means here: `initialized` opens the session to
+    /// calls answered in place, `cancelled` cancels one of them.
+    fn notified(&self, id: &SessionId, message: &ClientJsonRpcMessage) {
+        let ClientJsonRpcMessage::Notification(notification) = message else {
+            return self.touch(id);
+        };
+        let mut state = self.lock();
+        let Some(session) = state.sessions.get_mut(id) else {
+            return;
+        };
+        session.last_active = Instant::now();
+        match &notification.notification {
+            ClientNotification::InitializedNotification(_) => session.initialized = true,
+            ClientNotification::CancelledNotification(cancelled) => {
+                let call = cancelled.params.request_id.as_ref();
+                if let Some(call) = call.and_then(|request| session.direct.get(request)) {
+                    call.cancel();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -242,13 +343,7 @@ impl SessionManager for BoundedSessions {
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let (id, transport) = self.inner.create_session().await?;
         self.created_since_trim.fetch_add(1, Relaxed);
-        self.lock().sessions.insert(
-            id.clone(),
-            Use {
-                last_active: Instant::now(),
-                busy: 0,
-            },
-        );
+        self.lock().sessions.insert(id.clone(), Use::new());
         Ok((id, transport))
     }
 
@@ -266,7 +361,10 @@ impl SessionManager for BoundedSessions {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.lock().sessions.remove(id);
+        let gone = self.lock().sessions.remove(id);
+        if let Some(gone) = gone {
+            gone.closed();
+        }
         self.inner.close_session(id).await
     }
 
@@ -287,7 +385,7 @@ impl SessionManager for BoundedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
-        self.touch(id);
+        self.notified(id, &message);
         self.inner.accept_message(id, message).await
     }
 

@@ -1,0 +1,306 @@
+//! `tools/call` answered in place, the common case of Streamable HTTP: a session's
+//! POST that asks for a tool, accepts a plain JSON answer and wants no progress.
+//!
+//! Through rmcp such a call crosses three tasks and two channels (the session's worker,
+//! the service loop, a task for the request), is parsed as any client message could be,
+//! and comes back as an SSE stream that `plain` reads again to send one JSON object:
+//! about a third of the daemon's CPU per call. Here the POST's body is read for the one
+//! shape it must have, the tool runs on a task of its own (so a client that hangs up
+//! does not stop it half-way: it is counted, as through rmcp), and its answer is
+//! written once.
+//!
+//! Everything else goes to rmcp, which stays the reference: other methods, batches,
+//! progress tokens, tasks, unknown fields, protocol versions past what this server
+//! speaks, sessions not yet initialized or gone, a request id already under way. A call
+//! answered here is cancelled as rmcp's would be: by `notifications/cancelled` for its
+//! id (`sessions`), by the end of its session, and at shutdown.
+
+use super::sessions::DirectCall;
+use super::Body;
+use crate::mcp::{CallSite, McpCore};
+use bytes::Bytes;
+use exai_proto::Transport;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
+use hyper::Response;
+use rmcp::model::{
+    CallToolRequestParams, ErrorData, JsonObject, ProtocolVersion, RequestId, RequestMetaObject,
+    ServerJsonRpcMessage, ServerResult,
+};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A `tools/call` this module may answer.
+#[derive(Debug)]
+pub struct Call {
+    pub id: RequestId,
+    name: String,
+    arguments: Option<JsonObject>,
+    meta: RequestMetaObject,
+}
+
+/// The request exactly as a plain `tools/call` is sent; anything more (or less) is
+/// rmcp's to answer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    id: RequestId,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    params: Params,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+    #[serde(rename = "_meta", default)]
+    meta: Option<RequestMetaObject>,
+}
+
+/// The call in a POST's body, if it is one this module answers. `headers` are the
+/// request's: what rmcp would refuse (a content type, an `Accept` without SSE, a Host
+/// rmcp does not know, a protocol version this server does not speak) is left to it.
+pub fn call(headers: &hyper::HeaderMap, allowed_hosts: &[String], body: &[u8]) -> Option<Call> {
+    if !rmcp_would_take(headers, allowed_hosts) {
+        return None;
+    }
+    if let Some(version) = headers.get("mcp-protocol-version") {
+        let version = version.to_str().ok()?;
+        let spoken = ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25);
+        if !spoken.iter().any(|known| known.as_str() == version) {
+            return None;
+        }
+    }
+    let request: Request<'_> = serde_json::from_slice(body).ok()?;
+    if request.jsonrpc != "2.0" || request.method != "tools/call" {
+        return None;
+    }
+    let meta = request.params.meta.unwrap_or_default();
+    // Progress is sent on the request's SSE stream, and a protocol version in `_meta`
+    // is checked against the header: both are rmcp's.
+    if meta.get_progress_token().is_some() || meta.contains_key("protocolVersion") {
+        return None;
+    }
+    Some(Call {
+        id: request.id,
+        name: request.params.name,
+        arguments: request.params.arguments,
+        meta,
+    })
+}
+
+/// rmcp's own checks of a POST, narrowed: only what passes them for certain is taken.
+fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    let essence = |value: &str| value.split(';').next().unwrap_or("").trim().to_owned();
+    let json = text(CONTENT_TYPE)
+        .is_some_and(|kind| essence(kind).eq_ignore_ascii_case("application/json"));
+    let sse = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|kind| essence(kind).eq_ignore_ascii_case("text/event-stream"));
+    // rmcp's list: the three loopback names and EXAI_WS_ALLOWED_HOSTS, port aside.
+    let host = text(HOST).is_some_and(|host| {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .copied()
+            .chain(allowed_hosts.iter().map(String::as_str))
+            .any(|known| known.eq_ignore_ascii_case(name))
+    });
+    json && sse && host
+}
+
+/// Runs `call` and answers it with one JSON object, as rmcp would have written it.
+pub async fn answer(
+    core: Arc<McpCore>,
+    call: Call,
+    request: hyper::http::request::Parts,
+    place: DirectCall,
+) -> Response<Body> {
+    let id = call.id.clone();
+    let run = core.tasks.clone().spawn(async move {
+        let mut params = CallToolRequestParams::new(call.name);
+        params.arguments = call.arguments;
+        let site = CallSite {
+            meta: &call.meta,
+            headers: Some(&request.headers),
+            transport: Transport::Http,
+            ct: &place.ct,
+            peer: None,
+        };
+        let response = core.call_tool(params, site).await;
+        drop(place);
+        response
+    });
+    let message = match run.await {
+        Ok(Ok(response)) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
+        Ok(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
+        Err(failed) => {
+            tracing::error!(error = %failed, "a tool call's task failed");
+            ServerJsonRpcMessage::error(
+                ErrorData::internal_error("the tool call failed inside the server", None),
+                Some(id),
+            )
+        }
+    };
+    let json = serde_json::to_vec(&message).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(json)).boxed());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(version: Option<&'static str>) -> hyper::HeaderMap {
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8079"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        if let Some(version) = version {
+            headers.insert("mcp-protocol-version", HeaderValue::from_static(version));
+        }
+        headers
+    }
+
+    fn parsed(body: &str) -> Option<Call> {
+        call(&headers(Some("2025-11-25")), &[], body.as_bytes())
+    }
+
+    #[test]
+    fn a_plain_tool_call_is_answered_in_place() {
+        let call = parsed(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"chat","arguments":{"prompt":"hi"},"_meta":{"correlation_id":"c-1"}}}"#,
+        )
+        .expect("a plain call");
+        assert_eq!(call.id, RequestId::Number(7));
+        assert_eq!(call.name, "chat");
+        assert_eq!(call.arguments.unwrap()["prompt"], "hi");
+        assert_eq!(call.meta.get("correlation_id").unwrap(), "c-1");
+        let call = call_with(
+            None,
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"version"}}"#,
+        );
+        assert_eq!(call.unwrap().id, RequestId::String("a".into()));
+    }
+
+    fn call_with(version: Option<&'static str>, body: &str) -> Option<Call> {
+        call(&headers(version), &[], body.as_bytes())
+    }
+
+    #[test]
+    fn anything_else_is_left_to_rmcp() {
+        let left = [
+            // other methods, notifications, batches, broken JSON
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"version"}}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"version"}"#,
+            // a wrong version, an id that is not one, params of another shape
+            r#"{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"version"}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"version"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            // progress, a task, fields this module does not know, a version in _meta
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"chat","_meta":{"progressToken":3}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"chat","task":{"ttl":1000}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"chat","requestState":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"chat"},"extra":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"chat","_meta":{"protocolVersion":"2025-11-25"}}}"#,
+        ];
+        for body in left {
+            assert!(parsed(body).is_none(), "answered in place: {body}");
+        }
+        let plain = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"version"}}"#;
+        // A version this server does not speak is rmcp's to refuse; none is 2025-03-26.
+        assert!(call_with(Some("2026-07-28"), plain).is_none());
+        assert!(call_with(Some("not-a-version"), plain).is_none());
+        assert!(call_with(Some("2025-06-18"), plain).is_some());
+        assert!(call_with(None, plain).is_some());
+    }
+
+    #[test]
+    fn a_post_rmcp_would_refuse_is_left_to_it() {
+        let plain =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"version"}}"#;
+        let take = |change: &dyn Fn(&mut hyper::HeaderMap), allowed: &[String]| {
+            let mut headers = headers(None);
+            change(&mut headers);
+            call(&headers, allowed, plain).is_some()
+        };
+        assert!(take(&|_| {}, &[]));
+        assert!(!take(
+            &|h| {
+                h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            },
+            &[]
+        ));
+        assert!(!take(
+            &|h| {
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            },
+            &[]
+        ));
+        assert!(take(
+            &|h| {
+                h.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("Application/JSON; charset=utf-8"),
+                );
+            },
+            &[]
+        ));
+        assert!(!take(
+            &|h| {
+                h.remove(HOST);
+            },
+            &[]
+        ));
+        assert!(!take(
+            &|h| {
+                h.insert(HOST, HeaderValue::from_static("exai.example"));
+            },
+            &[]
+        ));
+        assert!(take(
+            &|h| {
+                h.insert(HOST, HeaderValue::from_static("exai.example:8079"));
+            },
+            &["exai.example".into()]
+        ));
+        assert!(take(
+            &|h| {
+                h.insert(HOST, HeaderValue::from_static("[::1]:8079"));
+            },
+            &[]
+        ));
+        assert!(!take(
+            &|h| {
+                h.insert(HOST, HeaderValue::from_static("127.0.0.2"));
+            },
+            &[]
+        ));
+    }
+}
