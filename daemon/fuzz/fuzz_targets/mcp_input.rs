@@ -1,5 +1,6 @@
 //! What a client sends, as the daemon reads it: a WebSocket frame's JSON-RPC (and the
-//! cancellation it may name), a `chat` call's arguments, the headers of an HTTP request
+//! cancellation it may name), a POSTed body as the HTTP path reads it for a call it
+//! answers in place, a `chat` call's arguments, the headers of an HTTP request
 //! (token, Origin, Host), and any URL-looking text that may reach a log. None may panic
 //! or hang. Run with `cargo fuzz run mcp_input` from `daemon/`.
 #![no_main]
@@ -14,6 +15,21 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(message) = server::check_frame(text) {
         let _ = server::cancelled_request(&message);
+    }
+    let mut post = http::HeaderMap::new();
+    post.insert(http::header::HOST, http::HeaderValue::from_static("127.0.0.1"));
+    post.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    post.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    let _ = server::answerable_in_place(&post, &[], data);
+    if let Ok(version) = http::HeaderValue::from_str(text) {
+        post.insert("mcp-protocol-version", version);
+        let _ = server::answerable_in_place(&post, &[], data);
     }
     if let Ok(serde_json::Value::Object(args)) = serde_json::from_str::<serde_json::Value>(text) {
         let _ = tools::parse_chat(&args);

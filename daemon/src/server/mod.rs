@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+pub use direct::call as answerable_in_place;
 pub use ws::{cancelled_request, check_frame};
 
 pub type Body = BoxBody<Bytes, Infallible>;
