@@ -4,10 +4,10 @@
 //! Through rmcp such a call crosses three tasks and two channels (the session's worker,
 //! the service loop, a task for the request), is parsed as any client message could be,
 //! and comes back as an SSE stream that `plain` reads again to send one JSON object:
-//! about a third of the daemon's CPU per call. Here the POST's body is read for the one
-//! shape it must have, the tool runs on a task of its own (so a client that hangs up
-//! does not stop it half-way: it is counted, as through rmcp), and its answer is
-//! written once.
+//! more than half of the daemon's CPU per call (0.43× once answered here, BENCHMARKS.md).
+//! Here the POST's body is read for the one shape it must have, the tool runs on a task
+//! of its own (so a client that hangs up does not stop it half-way: it is counted, as
+//! through rmcp), and its answer is written once.
 //!
 //! Everything else goes to rmcp, which stays the reference: other methods, batches,
 //! progress tokens, tasks, unknown fields, protocol versions past what this server
@@ -95,6 +95,11 @@ pub fn call(headers: &hyper::HeaderMap, allowed_hosts: &[String], body: &[u8]) -
     })
 }
 
+/// A media type without its parameters.
+fn essence(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
+}
+
 /// rmcp's own checks of a POST, narrowed: only what passes them for certain is taken.
 fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool {
     let text = |name| {
@@ -102,7 +107,6 @@ fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool
             .get(name)
             .and_then(|value: &HeaderValue| value.to_str().ok())
     };
-    let essence = |value: &str| value.split(';').next().unwrap_or("").trim().to_owned();
     let json = text(CONTENT_TYPE)
         .is_some_and(|kind| essence(kind).eq_ignore_ascii_case("application/json"));
     let sse = headers
