@@ -49,13 +49,19 @@ pub fn probe_live(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError>
     let no_answer = |source| ProbeError::NoAnswer { addr, source };
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
     stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
-    write!(
-        stream,
+    // One write: a request written in pieces can meet a server that has already answered
+    // and closed, and a failed write hides that answer.
+    let request = format!(
         "GET {LIVE_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
         addr.port()
-    )
-    .map_err(no_answer)?;
-    let first_line = read_first_line(&mut stream).map_err(no_answer)?;
+    );
+    let written = stream.write_all(request.as_bytes());
+    // Whatever came back before the write failed is still the answer.
+    let first_line = match (read_first_line(&mut stream), written) {
+        (Ok(line), _) if !line.is_empty() => line,
+        (_, Err(write)) => return Err(no_answer(write)),
+        (read, Ok(())) => read.map_err(no_answer)?,
+    };
     let status = first_line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.split_whitespace().nth(1));

@@ -47,13 +47,19 @@ pub fn http_status(addr: SocketAddr, timeout: Duration) -> Result<u16, ProbeErro
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
     stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
     // Loopback in Host: the daemon answers loopback host names whatever else is allowed.
-    write!(
-        stream,
+    // One write: a request written in pieces can meet a server that has already answered
+    // and closed (a busy daemon's 503), and a failed write hides that answer.
+    let request = format!(
         "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
         addr.port()
-    )
-    .map_err(no_answer)?;
-    let first_line = read_first_line(&mut stream).map_err(no_answer)?;
+    );
+    let written = stream.write_all(request.as_bytes());
+    // Whatever came back before the write failed is still the answer.
+    let first_line = match (read_first_line(&mut stream), written) {
+        (Ok(line), _) if !line.is_empty() => line,
+        (_, Err(write)) => return Err(no_answer(write)),
+        (read, Ok(())) => read.map_err(no_answer)?,
+    };
     first_line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.split_whitespace().nth(1))

@@ -2,7 +2,7 @@
 //! and the daemon keeps serving everyone.
 
 use exai_tests::mcp::{self, result_text, Ended};
-use exai_tests::Daemon;
+use exai_tests::{wait_for, Daemon, PATIENCE};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -121,9 +121,12 @@ fn tokens_and_origins_are_checked_before_anything_else() {
         401
     );
 
-    // The token never reaches the log, not even at trace level.
-    let log = daemon.proc.log();
-    assert!(log.len() > 20, "trace logging is on: {} lines", log.len());
+    // The token never reaches the log, not even at trace level. The log is read from the
+    // daemon's stderr as it comes: wait until the trace lines are in.
+    let log = wait_for("trace lines in the daemon's log", PATIENCE, || {
+        let log = daemon.proc.log();
+        (log.len() > 20).then_some(log)
+    });
     assert!(
         log.iter().all(|l| !l.contains(TOKEN)),
         "the token reached the log"
