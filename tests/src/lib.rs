@@ -18,6 +18,15 @@ pub use process::{Agent, Daemon, Proc};
 
 use std::time::{Duration, Instant};
 
+/// A loopback port free at the moment of asking: for a program that cannot be told to pick
+/// one itself, or as a port nobody listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` saying what was
 /// awaited. The deadline bounds a failing test; a passing test returns as soon as the
 /// condition holds.

@@ -28,7 +28,7 @@ impl RedisServer {
         };
         // Another process may take the free port before redis binds it: try a few.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = crate::free_port();
             server.spawn();
             if server.wait_ready(Duration::from_secs(5)) {
                 return server;
@@ -197,13 +197,6 @@ fn ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A TCP listener that accepts connections and never sends a byte: a Redis (or any

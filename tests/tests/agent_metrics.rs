@@ -5,7 +5,7 @@
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::mcp::{self, result_text, RawWs};
 use exai_tests::metrics::http_get;
-use exai_tests::{wait_for, Agent, Daemon, Proc, PATIENCE};
+use exai_tests::{free_port, wait_for, Agent, Daemon, Proc, PATIENCE};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -177,15 +177,6 @@ fn real_traffic_fills_every_family_and_promtool_accepts_the_text() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
-}
-
-/// A free port on loopback for a program that cannot be told to pick one itself.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn prometheus_query(port: u16, query: &str) -> Option<Value> {

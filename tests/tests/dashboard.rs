@@ -89,11 +89,7 @@ fn under_load_the_page_shows_live_figures_and_finds_a_chat_by_correlation_id() {
 #[test]
 fn a_page_opened_before_the_agent_starts_connects_once_it_does() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = exai_tests::free_port();
     let static_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../static");
     let shot = artifact("dashboard-before-agent.png");
     let seen = python(

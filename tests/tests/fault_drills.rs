@@ -127,10 +127,7 @@ fn daemon_restart(dir: &Path) -> Row {
     let socket = dir.join("daemon-drill.sock");
     let agent = Agent::start(&socket);
     let llm = FakeLlmProc::start(&[]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = exai_tests::free_port();
     let env = [
         ("EXAI_DAEMON_NAME", "drill-daemon".to_string()),
         ("EXAI_WS_PORT", port.to_string()),

@@ -23,11 +23,7 @@ fn said(out: &Output) -> String {
 
 /// A loopback port nobody listens on.
 fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    exai_tests::free_port()
 }
 
 #[test]

@@ -118,11 +118,7 @@ fn stalls_broken_streams_and_garbage_fail_without_retrying_or_hanging() {
 fn an_unreachable_provider_is_retried_then_reported() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on: every attempt is refused at connect.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = exai_tests::free_port();
     let daemon = Daemon::start_with(
         &dir.path().join("events.sock"),
         &[

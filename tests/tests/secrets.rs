@@ -59,11 +59,7 @@ fn no_credential_form_reaches_a_log_status_or_error_and_the_spool_is_private() {
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
     std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed_port = exai_tests::free_port();
 
     let daemon = Daemon::start_with(
         &dir.path().join("events.sock"),

@@ -15,13 +15,14 @@
 //! answered here is cancelled as rmcp's would be: by `notifications/cancelled` for its
 //! id (`sessions`), by the end of its session, and at shutdown.
 
+use super::plain;
 use super::sessions::DirectCall;
 use super::Body;
 use crate::mcp::{CallSite, McpCore};
 use bytes::Bytes;
 use exai_proto::Transport;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::Response;
 use rmcp::model::{
     CallToolRequestParams, ErrorData, JsonObject, ProtocolVersion, RequestId, RequestMetaObject,
@@ -95,11 +96,6 @@ pub fn call(headers: &hyper::HeaderMap, allowed_hosts: &[String], body: &[u8]) -
     })
 }
 
-/// A media type without its parameters.
-fn essence(value: &str) -> &str {
-    value.split(';').next().unwrap_or("").trim()
-}
-
 /// rmcp's own checks of a POST, narrowed: only what passes them for certain is taken.
 fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool {
     let text = |name| {
@@ -108,13 +104,8 @@ fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool
             .and_then(|value: &HeaderValue| value.to_str().ok())
     };
     let json = text(CONTENT_TYPE)
-        .is_some_and(|kind| essence(kind).eq_ignore_ascii_case("application/json"));
-    let sse = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|kind| essence(kind).eq_ignore_ascii_case("text/event-stream"));
+        .is_some_and(|kind| plain::essence(kind).eq_ignore_ascii_case("application/json"));
+    let sse = plain::accepts(headers, "text/event-stream");
     // rmcp's list: the three loopback names and EXAI_WS_ALLOWED_HOSTS, port aside.
     let host = text(HOST).is_some_and(|host| {
         let name = match host.strip_prefix('[') {
@@ -174,6 +165,7 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::ACCEPT;
 
     fn headers(version: Option<&'static str>) -> hyper::HeaderMap {
         let mut headers = hyper::HeaderMap::new();

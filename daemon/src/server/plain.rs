@@ -15,15 +15,22 @@ use hyper::{Response, StatusCode};
 
 /// Whether the request's `Accept` lets the answer be plain JSON.
 pub fn accepts_json(headers: &hyper::HeaderMap) -> bool {
+    accepts(headers, "application/json")
+}
+
+/// Whether the request's `Accept` lists the media type `kind` (parameters aside).
+pub fn accepts(headers: &hyper::HeaderMap, kind: &str) -> bool {
     headers
         .get_all(hyper::header::ACCEPT)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|kind| {
-            let kind = kind.split(';').next().unwrap_or("").trim();
-            kind.eq_ignore_ascii_case("application/json")
-        })
+        .any(|listed| essence(listed).eq_ignore_ascii_case(kind))
+}
+
+/// A media type without its parameters.
+pub fn essence(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
 }
 
 /// Turns rmcp's SSE answer into a JSON one when its first message is the answer.

@@ -208,6 +208,16 @@ enum Outbound {
     Close(CloseCode, &'static str),
 }
 
+impl Outbound {
+    /// The error answering request `id`, which was refused before rmcp saw it.
+    fn refusal(error: ErrorData, id: &RequestId) -> Self {
+        Self::Message(Box::new(ServerJsonRpcMessage::error(
+            error,
+            Some(id.clone()),
+        )))
+    }
+}
+
 type Upgraded = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 async fn run_session(server: Arc<Server>, ws: Upgraded) {
@@ -364,12 +374,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                                 "the server is shutting down; send the request again once it is back",
                                 None,
                             );
-                            let _ = out_tx
-                                .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
-                                    error,
-                                    Some(r.id.clone()),
-                                ))))
-                                .await;
+                            let _ = out_tx.send(Outbound::refusal(error, &r.id)).await;
                             continue;
                         }
                         if let ClientJsonRpcMessage::Request(r) = &message {
@@ -389,12 +394,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                                     "Invalid Request: this id is already in use by a request awaiting its answer",
                                     None,
                                 );
-                                let _ = out_tx
-                                    .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
-                                        error,
-                                        Some(r.id.clone()),
-                                    ))))
-                                    .await;
+                                let _ = out_tx.send(Outbound::refusal(error, &r.id)).await;
                                 continue;
                             }
                             if admitted == Admission::Full {
@@ -403,12 +403,7 @@ async fn run_session(server: Arc<Server>, ws: Upgraded) {
                                     format!("too many requests in flight on this connection (at most {max_in_flight}: EXAI_WS_MAX_INFLIGHT_PER_CONNECTION); wait for an answer"),
                                     None,
                                 );
-                                let _ = out_tx
-                                    .send(Outbound::Message(Box::new(ServerJsonRpcMessage::error(
-                                        error,
-                                        Some(r.id.clone()),
-                                    ))))
-                                    .await;
+                                let _ = out_tx.send(Outbound::refusal(error, &r.id)).await;
                                 continue;
                             }
                         }
