@@ -196,6 +196,10 @@ impl BoundedSessions {
         let every = (self.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         // Sessions open at most since the memory was last given back.
         let mut peak = 0;
+        // Sessions still open when it was last given back: once they are gone too, and a
+        // tick later their workers with them, what they held goes back as well.
+        let mut left_at_trim = 0;
+        let mut rest_gone = false;
         loop {
             peak = peak.max(self.open());
             tokio::select! {
@@ -222,9 +226,15 @@ impl BoundedSessions {
             }
             // After a burst, once most of its sessions are gone, their memory goes back.
             let open = self.open();
-            if self.created_since_trim.load(Relaxed) >= TRIM_AFTER_SESSIONS && open <= peak / 4 {
+            let burst_over =
+                self.created_since_trim.load(Relaxed) >= TRIM_AFTER_SESSIONS && open <= peak / 4;
+            let rest_over = left_at_trim > 0 && open == 0 && rest_gone;
+            rest_gone = left_at_trim > 0 && open == 0;
+            if burst_over || rest_over {
                 self.created_since_trim.store(0, Relaxed);
                 peak = open;
+                left_at_trim = open;
+                rest_gone = false;
                 let _ = tokio::task::spawn_blocking(crate::memory::give_back_free_memory).await;
             }
         }
