@@ -1,7 +1,7 @@
-//! What the transports do around rmcp so that the protocol revisions this server speaks
-//! (up to 2025-11-25) work on rmcp 3.11, which implements the 2026 drafts:
-//! - `server/discover` is answered -32601 before rmcp validates it as a 2026 request, so
-//!   a newer client falls back to `initialize` at once;
+//! What the transports do around rmcp so that 2025-era clients keep their task shapes on
+//! rmcp 3.11, which implements 2026-07-28 and its tasks extension. A message is of the
+//! 2026 era when its `_meta` names `io.modelcontextprotocol/protocolVersion`; such
+//! messages, and their answers, pass untouched: rmcp serves that revision itself.
 //! - tasks (2025-11-25): rmcp 3.11 implements the later tasks extension (SEP-2663), whose
 //!   model drops a `tools/call`'s `task` field and routes `tasks/get` and `tasks/cancel`
 //!   to handlers that demand that extension's capability. Task requests are renamed
@@ -29,14 +29,25 @@ pub const CALL_AS_TASK: &str = "exai/tasks/call";
 /// Where a renamed `tools/call` keeps its `task` (in `params`).
 pub const TASK_PARAM: &str = "task";
 
-static LOOK: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+static LOOK: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
     std::sync::LazyLock::new(|| {
         [
-            memchr::memmem::Finder::new("server/discover"),
             memchr::memmem::Finder::new("tasks/"),
             memchr::memmem::Finder::new("\"task\""),
         ]
     });
+
+/// The `_meta` key that makes a request one of the 2026 era.
+pub const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Whether a request (as JSON) is of the 2026 era: it names its revision in `_meta`.
+pub fn is_modern(message: &Value) -> bool {
+    message
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object)
+        .is_some_and(|meta| meta.contains_key(PROTOCOL_VERSION_KEY))
+}
 
 /// Whether an inbound message may need [`inbound`]: a prefilter, so that most messages
 /// are parsed once.
@@ -47,30 +58,19 @@ pub fn needs_a_look(message: &[u8]) -> bool {
 /// What to do with an inbound message.
 #[derive(Debug)]
 pub enum Inbound {
-    /// Answer this instead of passing the message on.
-    Answer(Box<ServerJsonRpcMessage>),
     /// The message was rewritten in place; pass it on.
     Rewritten,
     /// Pass it on as it is.
     AsIs,
 }
 
-/// Answers `server/discover`; renames task requests.
+/// Renames a 2025-era task request; a 2026 one goes to rmcp as it is.
 pub fn inbound(message: &mut Value) -> Inbound {
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Inbound::AsIs;
     };
-    if method == "server/discover" {
-        let Some(id) = message
-            .get("id")
-            .and_then(|id| serde_json::from_value(id.clone()).ok())
-        else {
-            return Inbound::AsIs;
-        };
-        return Inbound::Answer(Box::new(ServerJsonRpcMessage::error(
-            super::method_not_found("server/discover"),
-            Some(id),
-        )));
+    if is_modern(message) {
+        return Inbound::AsIs;
     }
     if let Some((_, renamed)) = TASK_METHODS.iter().find(|(m, _)| *m == method) {
         message["method"] = (*renamed).into();
@@ -97,6 +97,10 @@ pub fn tasks_capability() -> Value {
 /// Adds what rmcp's types cannot carry to a result that advertises tasks; returns whether
 /// it changed anything.
 pub fn patch_result(result: &mut Value) -> bool {
+    // rmcp keeps `resultType` only in answers to 2026 requests, which need no patch.
+    if result.get("resultType").is_some() {
+        return false;
+    }
     if let Some(capabilities) = result
         .get_mut("capabilities")
         .and_then(Value::as_object_mut)
@@ -129,7 +133,8 @@ pub fn to_json(message: &ServerJsonRpcMessage) -> serde_json::Result<String> {
     let advertises = matches!(
         message,
         ServerJsonRpcMessage::Response(r)
-            if matches!(r.result, ServerResult::InitializeResult(_) | ServerResult::ListToolsResult(_))
+            if matches!(&r.result, ServerResult::InitializeResult(_))
+                || matches!(&r.result, ServerResult::ListToolsResult(list) if list.result_type.is_none())
     );
     if !advertises {
         return serde_json::to_string(message);
@@ -216,8 +221,13 @@ mod tests {
             br#"{"method":"tools/call","params":{"name":"version"}}"#
         ));
 
-        let mut discover = json!({"jsonrpc": "2.0", "id": 4, "method": "server/discover"});
-        assert!(matches!(inbound(&mut discover), Inbound::Answer(_)));
+        let mut modern = json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/get",
+            "params": {"taskId": "t", "_meta": {PROTOCOL_VERSION_KEY: "2026-07-28"}}});
+        assert!(matches!(inbound(&mut modern), Inbound::AsIs));
+        assert_eq!(
+            modern["method"], "tasks/get",
+            "a 2026 request keeps its name"
+        );
     }
 
     #[test]

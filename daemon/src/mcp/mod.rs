@@ -4,6 +4,7 @@
 
 pub mod compat;
 pub mod correlation;
+pub mod era;
 mod tasks;
 
 use crate::providers::CallProgress;
@@ -18,10 +19,9 @@ use exai_proto::{
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
-    CustomResult, DiscoverResult, ErrorCode, ErrorData, Implementation, InitializeRequestParams,
-    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ProgressNotificationParam, ProgressToken, ProtocolVersion, RequestMetaObject,
-    ServerCapabilities, ServerConfig, ToolAnnotations,
+    CustomResult, DiscoverResult, ErrorCode, ErrorData, InitializeRequestParams, InitializeResult,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion, RequestMetaObject, ServerCapabilities, ServerConfig, ToolAnnotations,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -203,6 +203,22 @@ fn transport(ctx: &RequestContext<RoleServer>) -> Transport {
     }
 }
 
+/// How long a client may keep `server/discover`'s answer.
+const DISCOVER_TTL_MS: u64 = 60_000;
+
+/// What a 2026-07-28 client is told the server offers besides the 2025 capabilities:
+/// the tasks extension (`io.modelcontextprotocol/tasks`).
+fn modern_capabilities(mut capabilities: ServerCapabilities) -> ServerCapabilities {
+    capabilities
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert(
+            rmcp::model::TASKS_EXTENSION_ID.to_string(),
+            serde_json::Map::new(),
+        );
+    capabilities
+}
+
 const KNOWN_METHODS: &[&str] = &[
     "initialize",
     "ping",
@@ -213,9 +229,17 @@ const KNOWN_METHODS: &[&str] = &[
 
 /// A tool's output as an MCP result: text, `structuredContent`, and `_meta` with the
 /// request's correlation id.
-fn call_tool_result(output: ToolOutput, correlation: &CorrelationId) -> CallToolResult {
+fn call_tool_result(
+    output: ToolOutput,
+    correlation: &CorrelationId,
+    era: era::Era,
+) -> CallToolResult {
     let mut meta = output.meta;
     meta.insert("correlation_id".into(), correlation.as_str().into());
+    if era == era::Era::Stateless {
+        let info = serde_json::to_value(era::server_info()).unwrap_or_default();
+        meta.insert(era::SERVER_INFO_KEY.into(), info);
+    }
     let content = vec![ContentBlock::text(output.text)];
     let mut result = if output.is_error {
         CallToolResult::error(content)
@@ -235,16 +259,16 @@ impl ServerHandler for McpHandler {
                 .enable_logging()
                 .build(),
         )
-        .with_server_info(Implementation::new("exai", crate::VERSION))
+        .with_server_info(era::server_info())
         .with_instructions(
             "Chat with Kimi and GLM models: call listmodels to see what is available, then chat.",
         )
     }
 
-    /// The revisions this server implements, all with an initialize handshake; a client
-    /// asking for a newer one is answered with 2025-11-25.
+    /// The revisions this server implements: 2024-11-05 to 2025-11-25 with an initialize
+    /// handshake, and 2026-07-28, stateless, whose every request names its revision.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        Cow::Borrowed(era::supported())
     }
 
     async fn initialize(
@@ -289,7 +313,13 @@ impl ServerHandler for McpHandler {
                     .with_annotations(hints)
             })
             .collect();
-        let result = Ok(ListToolsResult::with_all_items(listed));
+        let mut listed = ListToolsResult::with_all_items(listed);
+        if era::Era::of(&ctx.meta) == era::Era::Stateless {
+            listed.ttl_ms = Some(era::TOOLS_TTL_MS);
+            listed.cache_scope = Some(rmcp::model::CacheScope::Private);
+            era::stamp(&mut listed.meta);
+        }
+        let result = Ok(listed);
         self.count_simple(&ctx, McpMethod::ToolsList, started, &result);
         result
     }
@@ -308,10 +338,19 @@ impl ServerHandler for McpHandler {
         result
     }
 
-    /// Not offered: -32601 makes a newer client fall back to `initialize` at once.
+    /// The revisions served, the capabilities (the tasks extension among them) and
+    /// `serverInfo` in `_meta`. Fresh for a minute: nothing in it changes while the
+    /// daemon runs, and every daemon of a fleet answers the same.
     async fn discover(&self, ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
-        let result = Err(method_not_found("server/discover"));
-        self.count_simple(&ctx, McpMethod::Other, Instant::now(), &result);
+        let started = Instant::now();
+        let mut info = self.get_info();
+        info.capabilities = modern_capabilities(info.capabilities);
+        let result = Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            info,
+        )
+        .with_ttl_ms(DISCOVER_TTL_MS));
+        self.count_simple(&ctx, McpMethod::Other, started, &result);
         result
     }
 
@@ -427,7 +466,10 @@ impl McpCore {
                 } else {
                     RequestStatus::Success
                 };
-                (status, Ok(call_tool_result(output, &correlation).into()))
+                (
+                    status,
+                    Ok(call_tool_result(output, &correlation, era::Era::of(site.meta)).into()),
+                )
             }
         };
         count_request(

@@ -226,7 +226,7 @@ impl McpHandler {
                 let message = output
                     .is_error
                     .then(|| output.text.lines().next().unwrap_or_default().to_string());
-                let mut result = call_tool_result(output, &correlation);
+                let mut result = call_tool_result(output, &correlation, super::era::Era::Handshake);
                 // Serialized here, not by rmcp for a peer: no 2026 `resultType`.
                 result.result_type = None;
                 let json = serde_json::to_value(&result).unwrap_or_default();

@@ -1,5 +1,7 @@
-//! `tools/call` answered in place, the common case of Streamable HTTP: a session's
-//! POST that asks for a tool, accepts a plain JSON answer and wants no progress.
+//! `tools/call` answered in place, the common case of Streamable HTTP: a POST that asks
+//! for a tool, accepts a plain JSON answer and wants no progress — inside an initialized
+//! session (2025 era), or stateless with its revision, capabilities and `Mcp-Method` /
+//! `Mcp-Name` headers all in agreement (2026-07-28).
 //!
 //! Through rmcp such a call crosses three tasks and two channels (the session's worker,
 //! the service loop, a task for the request), is parsed as any client message could be,
@@ -12,12 +14,15 @@
 //! Everything else goes to rmcp, which stays the reference: other methods, batches,
 //! progress tokens, tasks, unknown fields, protocol versions past what this server
 //! speaks, sessions not yet initialized or gone, a request id already under way. A call
-//! answered here is cancelled as rmcp's would be: by `notifications/cancelled` for its
-//! id (`sessions`), by the end of its session, and at shutdown.
+//! answered here is cancelled as rmcp's would be: in a session by `notifications/cancelled`
+//! for its id (`sessions`) and by the end of its session; stateless, by the client closing
+//! its connection before the answer; and at shutdown. Its result is shaped for its era by
+//! `mcp::era::finish`, as rmcp shapes its own.
 
 use super::plain;
 use super::sessions::DirectCall;
 use super::Body;
+use crate::mcp::era::{self, Era};
 use crate::mcp::{CallSite, McpCore};
 use bytes::Bytes;
 use exai_proto::Transport;
@@ -39,6 +44,8 @@ pub struct Call {
     name: String,
     arguments: Option<JsonObject>,
     meta: RequestMetaObject,
+    /// Stateless (2026-07-28) or inside a session.
+    pub era: Era,
 }
 
 /// The request exactly as a plain `tools/call` is sent; anything more (or less) is
@@ -71,21 +78,21 @@ pub fn call(headers: &hyper::HeaderMap, allowed_hosts: &[String], body: &[u8]) -
     if !rmcp_would_take(headers, allowed_hosts) {
         return None;
     }
-    if let Some(version) = headers.get("mcp-protocol-version") {
-        let version = version.to_str().ok()?;
-        let spoken = ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25);
-        if !spoken.iter().any(|known| known.as_str() == version) {
-            return None;
-        }
-    }
     let request: Request<'_> = serde_json::from_slice(body).ok()?;
     if request.jsonrpc != "2.0" || request.method != "tools/call" {
         return None;
     }
     let meta = request.params.meta.unwrap_or_default();
-    // Progress is sent on the request's SSE stream, and a protocol version in `_meta`
-    // is checked against the header: both are rmcp's.
-    if meta.get_progress_token().is_some() || meta.contains_key("protocolVersion") {
+    // Progress is sent on the request's SSE stream: rmcp's.
+    if meta.get_progress_token().is_some() {
+        return None;
+    }
+    let era = Era::of(&meta);
+    let agrees = match era {
+        Era::Handshake => handshake_agrees(headers, &meta),
+        Era::Stateless => stateless_agrees(headers, &meta, &request.params.name),
+    };
+    if !agrees {
         return None;
     }
     Some(Call {
@@ -93,7 +100,58 @@ pub fn call(headers: &hyper::HeaderMap, allowed_hosts: &[String], body: &[u8]) -
         name: request.params.name,
         arguments: request.params.arguments,
         meta,
+        era,
     })
+}
+
+/// A session's call: a protocol version in the header must be one with a handshake, and
+/// a version in `_meta` (which rmcp checks against the header) is rmcp's.
+fn handshake_agrees(headers: &hyper::HeaderMap, meta: &RequestMetaObject) -> bool {
+    if meta.contains_key("protocolVersion") {
+        return false;
+    }
+    match headers.get("mcp-protocol-version") {
+        None => true,
+        Some(version) => version.to_str().is_ok_and(|version| {
+            era::supported()
+                .iter()
+                .any(|known| known.as_str() == version && known != &ProtocolVersion::V_2026_07_28)
+        }),
+    }
+}
+
+/// A stateless call: its `_meta` names 2026-07-28 and the client's capabilities, the
+/// `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers say the same as the body
+/// (once each), it sends no `Mcp-Param-*` headers (rmcp checks those against the tool's
+/// schema), and it is not a call the server makes a task of (a client that declares the
+/// tasks extension calling a tool that runs as one). Everything else, errors included,
+/// is rmcp's to answer.
+fn stateless_agrees(headers: &hyper::HeaderMap, meta: &RequestMetaObject, name: &str) -> bool {
+    let version = ProtocolVersion::V_2026_07_28;
+    let once = |header: &str, expected: &str| {
+        let mut values = headers.get_all(header).iter();
+        values
+            .next()
+            .is_some_and(|v| v.as_bytes() == expected.as_bytes())
+            && values.next().is_none()
+    };
+    let complete = meta.protocol_version().as_ref() == Some(&version)
+        && meta.missing_required_keys(&version).is_empty();
+    let as_task = meta
+        .client_capabilities()
+        .is_some_and(|caps| caps.supports_tasks())
+        && crate::tools::specs()
+            .iter()
+            .any(|s| s.task_support && s.name == name);
+    let params = headers
+        .keys()
+        .any(|key| key.as_str().starts_with("mcp-param-"));
+    complete
+        && once("mcp-protocol-version", version.as_str())
+        && once("mcp-method", "tools/call")
+        && once("mcp-name", name)
+        && !params
+        && !as_task
 }
 
 /// rmcp's own checks of a POST, narrowed: only what passes them for certain is taken.
@@ -129,6 +187,11 @@ pub async fn answer(
     place: DirectCall,
 ) -> Response<Body> {
     let id = call.id.clone();
+    let era = call.era;
+    // A stateless call ends with its request: a client that closes the connection
+    // before the answer cancels it (the model call is aborted and its place returned).
+    // A session's call runs on, as rmcp's do, to be answered on the session.
+    let cancel_on_hang_up = (era == Era::Stateless).then(|| place.ct.clone().drop_guard());
     let run = core.tasks.clone().spawn(async move {
         let mut params = CallToolRequestParams::new(call.name);
         params.arguments = call.arguments;
@@ -143,8 +206,16 @@ pub async fn answer(
         drop(place);
         response
     });
-    let message = match run.await {
-        Ok(Ok(response)) => ServerJsonRpcMessage::response(ServerResult::from(response), id),
+    let outcome = run.await;
+    if let Some(guard) = cancel_on_hang_up {
+        guard.disarm();
+    }
+    let message = match outcome {
+        Ok(Ok(response)) => {
+            let mut result = ServerResult::from(response);
+            era::finish(&mut result, era);
+            ServerJsonRpcMessage::response(result, id)
+        }
         Ok(Err(error)) => ServerJsonRpcMessage::error(error, Some(id)),
         Err(failed) => {
             tracing::error!(error = %failed, "a tool call's task failed");
@@ -235,6 +306,91 @@ mod tests {
         assert!(call_with(Some("not-a-version"), plain).is_none());
         assert!(call_with(Some("2025-06-18"), plain).is_some());
         assert!(call_with(None, plain).is_some());
+    }
+
+    /// A 2026 request's headers, `name` in `Mcp-Name`.
+    fn stateless_headers(name: &'static str) -> hyper::HeaderMap {
+        let mut headers = headers(Some("2026-07-28"));
+        headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        headers.insert("mcp-name", HeaderValue::from_static(name));
+        headers
+    }
+
+    fn stateless_body(name: &str, meta: serde_json::Value) -> String {
+        serde_json::json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": name, "arguments": {}, "_meta": meta}})
+        .to_string()
+    }
+
+    fn modern_meta() -> serde_json::Value {
+        serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}
+        })
+    }
+
+    #[test]
+    fn a_stateless_call_whose_headers_agree_is_answered_in_place() {
+        let body = stateless_body("version", modern_meta());
+        let call = call(&stateless_headers("version"), &[], body.as_bytes()).expect("in place");
+        assert_eq!(call.era, Era::Stateless);
+        assert_eq!(call.name, "version");
+    }
+
+    #[test]
+    fn a_stateless_call_rmcp_must_judge_is_left_to_it() {
+        let take = |headers: hyper::HeaderMap, meta: serde_json::Value| {
+            call(&headers, &[], stateless_body("version", meta).as_bytes()).is_some()
+        };
+        // Mcp-Name or Mcp-Method that disagree with the body, or are missing or doubled.
+        assert!(!take(stateless_headers("chat"), modern_meta()));
+        let mut no_name = stateless_headers("version");
+        no_name.remove("mcp-name");
+        assert!(!take(no_name, modern_meta()));
+        let mut twice = stateless_headers("version");
+        twice.append("mcp-name", HeaderValue::from_static("version"));
+        assert!(!take(twice, modern_meta()));
+        let mut other_method = stateless_headers("version");
+        other_method.insert("mcp-method", HeaderValue::from_static("tools/list"));
+        assert!(!take(other_method, modern_meta()));
+        // A header version that differs from `_meta`'s, or none.
+        let mut old_header = stateless_headers("version");
+        old_header.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-11-25"),
+        );
+        assert!(!take(old_header, modern_meta()));
+        let mut no_header = stateless_headers("version");
+        no_header.remove("mcp-protocol-version");
+        assert!(!take(no_header, modern_meta()));
+        // `_meta` without the client's capabilities, or naming a version not served.
+        let mut partial = modern_meta();
+        partial
+            .as_object_mut()
+            .unwrap()
+            .remove("io.modelcontextprotocol/clientCapabilities");
+        assert!(!take(stateless_headers("version"), partial));
+        let mut future = modern_meta();
+        future["io.modelcontextprotocol/protocolVersion"] = "2027-01-01".into();
+        assert!(!take(stateless_headers("version"), future));
+        // Mcp-Param-* headers are checked against the tool's schema by rmcp.
+        let mut param = stateless_headers("version");
+        param.insert("mcp-param-x", HeaderValue::from_static("1"));
+        assert!(!take(param, modern_meta()));
+    }
+
+    #[test]
+    fn a_chat_for_a_client_that_takes_tasks_becomes_one_elsewhere() {
+        let mut meta = modern_meta();
+        meta["io.modelcontextprotocol/clientCapabilities"] =
+            serde_json::json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+        let body = stateless_body("chat", meta.clone());
+        assert!(call(&stateless_headers("chat"), &[], body.as_bytes()).is_none());
+        let version = stateless_body("version", meta);
+        assert!(
+            call(&stateless_headers("version"), &[], version.as_bytes()).is_some(),
+            "a tool that never runs as a task is answered in place"
+        );
     }
 
     #[test]

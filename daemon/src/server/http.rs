@@ -6,8 +6,10 @@ use super::admission::Connection;
 use super::body::{self, BodyError};
 use super::direct;
 use super::plain;
+use super::sessions::DirectCall;
 use super::{text, Body, Server};
 use crate::mcp::compat;
+use crate::mcp::era::Era;
 use crate::security::{self, Refusal};
 use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
@@ -90,33 +92,30 @@ pub async fn handle(
                 .flatten();
             if let Some(mut message) = look {
                 match compat::inbound(&mut message) {
-                    compat::Inbound::Answer(answer) => {
-                        crate::mcp::count_early(&server.emitter, Transport::Http);
-                        let json = serde_json::to_vec(&answer).unwrap_or_default();
-                        return Response::builder()
-                            .status(200)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(json)).boxed())
-                            .unwrap_or_else(|_| text(500, "cannot build the response\n"));
-                    }
                     compat::Inbound::Rewritten => body = Bytes::from(message.to_string()),
                     compat::Inbound::AsIs => {}
                 }
             }
             advertises = compat::answer_advertises(&body);
             // The common case, a plain `tools/call` in a session, is answered in place.
-            let direct = match (plain_allowed && !looked && !advertises, &session) {
-                (true, Some(session)) => {
-                    match direct::call(&parts.headers, &server.config.allowed_hosts, &body) {
-                        Some(call) => server
-                            .http_sessions
-                            .direct_call(session, &call.id, &server.stages.sessions)
-                            .await
-                            .map(|place| (call, place)),
-                        None => None,
-                    }
+            let in_place = plain_allowed && !looked && !advertises;
+            let direct = match in_place
+                .then(|| direct::call(&parts.headers, &server.config.allowed_hosts, &body))
+                .flatten()
+            {
+                Some(call) if call.era == Era::Stateless => {
+                    let place = DirectCall::stateless(&server.stages.sessions);
+                    Some((call, place))
                 }
-                _ => None,
+                Some(call) => match &session {
+                    Some(session) => server
+                        .http_sessions
+                        .direct_call(session, &call.id, &server.stages.sessions)
+                        .await
+                        .map(|place| (call, place)),
+                    None => None,
+                },
+                None => None,
             };
             if let Some((call, call_place)) = direct {
                 let response = direct::answer(server.core.clone(), call, parts, call_place).await;
@@ -144,10 +143,17 @@ pub async fn handle(
             } else {
                 None
             };
-            server
+            let sent = body.clone();
+            let sent_as_json = parts
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|kind| kind.to_str().ok())
+                .is_some_and(|kind| plain::essence(kind).eq_ignore_ascii_case("application/json"));
+            let response = server
                 .http_mcp
                 .handle(Request::from_parts(parts, Full::new(body)))
-                .await
+                .await;
+            unreadable(response, &sent, sent_as_json)
         }
         None => {
             server
@@ -161,6 +167,25 @@ pub async fn handle(
         false => response,
     };
     held(response, place, advertises, deleting)
+}
+
+/// rmcp answers a JSON body it cannot read as a message with 415 and a line of text;
+/// the client gets the JSON-RPC error instead (-32700 or -32600, with its id when one
+/// can be read), as over WebSocket, with 400. A body sent as another media type keeps
+/// rmcp's 415.
+fn unreadable(response: Response<Body>, body: &Bytes, sent_as_json: bool) -> Response<Body> {
+    if !sent_as_json || response.status() != hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    let Err(error) = super::message::check_frame(&String::from_utf8_lossy(body)) else {
+        return response;
+    };
+    let json = serde_json::to_vec(&error).unwrap_or_default();
+    Response::builder()
+        .status(400)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json)).boxed())
+        .unwrap_or_else(|_| text(500, "cannot build the response\n"))
 }
 
 /// The answer advertises tasks where it must (`compat`).

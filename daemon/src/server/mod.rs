@@ -9,6 +9,7 @@ mod admission;
 mod body;
 mod direct;
 mod http;
+mod message;
 mod plain;
 pub mod sessions;
 mod ws;
@@ -37,7 +38,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 pub use direct::call as answerable_in_place;
-pub use ws::{cancelled_request, check_frame};
+pub use message::{cancelled_request, check_frame};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 

@@ -132,7 +132,18 @@ impl Drop for Busy {
 /// session kept busy (never idle, its answer counted as on its way) until dropped.
 pub struct DirectCall {
     pub ct: CancellationToken,
-    _busy: Busy,
+    /// Keeps a session's call counted as its own; a stateless call has no session.
+    _busy: Option<Busy>,
+}
+
+impl DirectCall {
+    /// A stateless (2026-07-28) call's place: cancelled at shutdown through `parent`.
+    pub fn stateless(parent: &CancellationToken) -> Self {
+        Self {
+            ct: parent.child_token(),
+            _busy: None,
+        }
+    }
 }
 
 impl BoundedSessions {
@@ -297,12 +308,12 @@ impl BoundedSessions {
         self.answering.fetch_add(1, Relaxed);
         Some(DirectCall {
             ct,
-            _busy: Busy {
+            _busy: Some(Busy {
                 state: self.state.clone(),
                 id: id.clone(),
                 answering: Some(self.answering.clone()),
                 direct: Some(request.clone()),
-            },
+            }),
         })
     }
 

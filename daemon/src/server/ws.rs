@@ -4,6 +4,7 @@
 //! connection, and counts every message. Valid messages go to rmcp over channels.
 
 use super::admission::Connection;
+use super::message::{cancelled_request, check_frame};
 use super::{text, Body, Server};
 use crate::mcp::McpHandler;
 use crate::security;
@@ -20,7 +21,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rmcp::model::{ClientJsonRpcMessage, ErrorCode, ErrorData, RequestId, ServerJsonRpcMessage};
 use rmcp::ServiceExt;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -482,55 +482,6 @@ where
             Err(_) => Err(()),
         },
     }
-}
-
-/// A frame that is JSON-RPC goes on; anything else gets its error (id when known).
-pub fn check_frame(text: &str) -> Result<ClientJsonRpcMessage, Box<ServerJsonRpcMessage>> {
-    // The common case parses once. Only a frame that fails, or that `compat` may answer
-    // or rewrite, is parsed again.
-    if !crate::mcp::compat::needs_a_look(text.as_bytes()) {
-        if let Ok(message) = serde_json::from_str::<ClientJsonRpcMessage>(text) {
-            return Ok(message);
-        }
-    }
-    let reply =
-        |error: ErrorData, id: Option<RequestId>| Box::new(ServerJsonRpcMessage::error(error, id));
-    let mut value: Value = serde_json::from_str(text).map_err(|e| {
-        reply(
-            ErrorData::parse_error(format!("Parse error: {e}"), None),
-            None,
-        )
-    })?;
-    if let crate::mcp::compat::Inbound::Answer(answer) = crate::mcp::compat::inbound(&mut value) {
-        return Err(answer);
-    }
-    let id = value
-        .get("id")
-        .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok());
-    if value.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(reply(
-            ErrorData::invalid_request("Invalid Request: \"jsonrpc\" must be \"2.0\"", None),
-            id,
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| {
-        reply(
-            ErrorData::invalid_request(format!("Invalid Request: {e}"), None),
-            id,
-        )
-    })
-}
-
-/// The request a `notifications/cancelled` names.
-pub fn cancelled_request(message: &ClientJsonRpcMessage) -> Option<RequestId> {
-    let ClientJsonRpcMessage::Notification(n) = message else {
-        return None;
-    };
-    let value = serde_json::to_value(&n.notification).ok()?;
-    if value.get("method")?.as_str()? != "notifications/cancelled" {
-        return None;
-    }
-    serde_json::from_value(value.get("params")?.get("requestId")?.clone()).ok()
 }
 
 fn count_message(server: &Server, direction: Direction, bytes: usize) {

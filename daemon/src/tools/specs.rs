@@ -226,7 +226,13 @@ pub fn tool_label(name: &str) -> Tool {
 }
 
 /// The MCP protocol versions the daemon answers `initialize` for.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub const PROTOCOL_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
 
 #[cfg(test)]
 mod tests {
