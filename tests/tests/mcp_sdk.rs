@@ -34,15 +34,44 @@ fn received(llm: &FakeLlmProc) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// What both SDKs show of a conversation.
+/// What both SDKs show of a conversation in the handshake era.
 fn assert_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
     assert_eq!(steps["initialize"]["protocol"], "2025-11-25");
-    assert_eq!(steps["initialize"]["server"], "exai");
     assert_eq!(
         steps["initialize"]["tasks"],
         json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}),
         "the 2025-11-25 tasks capability"
     );
+    assert_eq!(steps["ping"]["ok"], true);
+    assert_exchange(steps, llm);
+}
+
+/// What the newest SDK shows of a conversation in the stateless era (2026-07-28).
+fn assert_stateless_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
+    assert_eq!(steps["initialize"]["protocol"], "2026-07-28");
+    assert_eq!(
+        steps["initialize"]["extensions"],
+        json!({"io.modelcontextprotocol/tasks": {}}),
+        "the tasks extension, as 2026-07-28 advertises it"
+    );
+    assert_eq!(steps["initialize"]["tasks"], Value::Null);
+    assert!(!steps.contains_key("ping"), "2026-07-28 has no ping");
+    assert_exchange(steps, llm);
+    assert_eq!(
+        steps["version"]["structured"]["protocol_versions"],
+        json!([
+            "2024-11-05",
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            "2026-07-28"
+        ])
+    );
+}
+
+/// The tools, a chat with progress, its continuation and the other tools, in any era.
+fn assert_exchange(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
+    assert_eq!(steps["initialize"]["server"], "exai");
     assert_eq!(
         steps["tools"]["names"],
         json!(["chat", "listmodels", "status", "version"])
@@ -110,7 +139,6 @@ fn assert_conversation(steps: &BTreeMap<String, Value>, llm: &FakeLlmProc) {
         steps["listmodels"]["structured"]["default_model"],
         "glm-4.5-flash"
     );
-    assert_eq!(steps["ping"]["ok"], true);
 
     // The provider saw the correlation id, and the earlier turn on continuation.
     let requests = received(llm);
@@ -178,9 +206,42 @@ fn the_newest_python_sdk_works_over_streamable_http() {
     let dir = tempfile::tempdir().unwrap();
     let llm = FakeLlmProc::start(&[]);
     let daemon = daemon(&dir, &llm);
-    let steps = python_sdk2(&["http", &daemon.http_url()]);
-    assert_conversation(&steps, &llm);
+    // The SDK's default: it probes server/discover and speaks 2026-07-28.
+    let steps = python_sdk2(&["http", &daemon.http_url(), "auto"]);
+    assert_stateless_conversation(&steps, &llm);
     assert_eq!(steps["tools"]["read_only"]["status"], true);
+}
+
+#[test]
+fn the_newest_python_sdk_pinned_to_2026_07_28_needs_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let steps = python_sdk2(&["http", &daemon.http_url(), "2026-07-28"]);
+    assert_stateless_conversation(&steps, &llm);
+    assert_eq!(
+        daemon_http_sessions(&steps),
+        0,
+        "stateless requests open no session"
+    );
+}
+
+#[test]
+fn the_newest_python_sdk_in_legacy_mode_keeps_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let steps = python_sdk2(&["http", &daemon.http_url(), "legacy"]);
+    assert_conversation(&steps, &llm);
+    assert_eq!(daemon_http_sessions(&steps), 1, "its own session");
+}
+
+/// The Streamable HTTP sessions open when the client asked for `status`.
+fn daemon_http_sessions(steps: &BTreeMap<String, Value>) -> u64 {
+    let report = &steps["status"]["structured"];
+    report["connections"]["http_sessions"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("status reports HTTP sessions: {report}"))
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn chat_output_schema() -> Value {
             "answer": {"type": "string", "description": "The model's answer."},
             "model": {"type": "string", "description": "The model id the provider was sent."},
             "provider": {"type": "string", "enum": ["kimi", "glm"]},
-            "continuation_id": {"type": "string", "description": "Pass it back as continuation_id to continue this conversation."},
+            "continuation_id": {"type": "string", "description": "The conversation's handle, minted by the server: pass it back as continuation_id to continue this conversation. It is all the state a conversation needs: no MCP session is required (MCP 2026-07-28 has none), and any server sharing the conversation store can continue it."},
             "history_available": {"type": "boolean", "description": "False when earlier turns could not be read or this turn could not be saved."},
             "history_turns": {"type": "integer", "minimum": 0, "description": "Earlier turns sent to the model."},
             "history_notice": {"type": "string"},
@@ -148,7 +148,7 @@ pub fn specs() -> Vec<ToolSpec> {
         ToolSpec {
             name: "chat",
             title: "Chat with a Kimi or GLM model",
-            description: "Ask a Kimi or GLM model. The answer ends with a continuation_id line: pass that id as continuation_id to continue the conversation with its history. Thinking models reason before answering; include_reasoning returns that reasoning.",
+            description: "Ask a Kimi or GLM model. The answer ends with a continuation_id line: that id is the conversation's handle; pass it as continuation_id to continue the conversation with its history, from any session or none (it needs no MCP session). Thinking models reason before answering; include_reasoning returns that reasoning.",
             input_schema: json!({
                 "type": "object",
                 "properties": {
@@ -156,7 +156,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "model": {"type": "string", "description": "A model name or alias (see listmodels), \"auto\" for an available one, or any model of a provider as kimi:<id> or glm:<id>. Default: the server's DEFAULT_MODEL."},
                     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
                     "system_prompt": {"type": "string", "description": "Instructions placed before the conversation."},
-                    "continuation_id": {"type": "string", "description": "Continue the conversation this id names (from an earlier answer).", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "maxLength": super::args::CONTINUATION_ID_MAX_BYTES},
+                    "continuation_id": {"type": "string", "description": "Continue the conversation this handle names (the continuation_id of an earlier answer, from any session or none).", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "maxLength": super::args::CONTINUATION_ID_MAX_BYTES},
                     "stream": {"type": "boolean", "description": "Stream from the provider (measures time to first token). Default true."},
                     "thinking": {"type": "string", "enum": ["auto", "enabled", "disabled"], "description": "Whether a thinking model reasons first. auto (default) leaves the model's own default."},
                     "include_reasoning": {"type": "boolean", "description": "Return the model's reasoning in structuredContent. Default false."},
