@@ -135,3 +135,37 @@ impl HttpSession {
         self.request("tools/call", json!({"name": name, "arguments": arguments}))
     }
 }
+
+/// The `_meta` every 2026-07-28 request carries: its revision and the client's
+/// capabilities (`capabilities` as given).
+pub fn modern_meta(capabilities: Value) -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-http", "version": "0"},
+    })
+}
+
+/// The headers a 2026-07-28 POST carries for `method` (and the tool or task it names).
+pub fn modern_headers(method: &str, name: Option<&str>) -> String {
+    let name = name
+        .map(|name| format!("Mcp-Name: {name}\r\n"))
+        .unwrap_or_default();
+    format!("MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name}")
+}
+
+/// A stateless (2026-07-28) request: `params` get the revision and capabilities in
+/// `_meta` (keys already in `params._meta` are kept), the headers say the same.
+pub fn stateless(port: u16, id: u64, method: &str, mut params: Value) -> Option<Answer> {
+    let mut meta = modern_meta(json!({}));
+    if let Some(own) = params.get("_meta").and_then(Value::as_object) {
+        for (key, value) in own {
+            meta[key] = value.clone();
+        }
+    }
+    params["_meta"] = meta;
+    let name = params.get("name").and_then(Value::as_str);
+    let headers = modern_headers(method, name);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    exchange(port, &post_request(None, &headers, &body.to_string()))
+}
