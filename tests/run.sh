@@ -12,6 +12,7 @@ NEEDED=(
     "chromium:chromium"     # the dashboard's browser tests (driven by Playwright)
     "redis-server:redis-server"   # conversation storage tests run a real Redis
     "debootstrap:debootstrap"     # the compose test builds its Debian base image
+    "haproxy:haproxy"             # the fleet tests balance requests over daemons
 )
 missing=()
 for pair in "${NEEDED[@]}"; do

@@ -7,6 +7,9 @@ usage: mcp2_client.py http URL [MODE]
   (the initialize handshake, 2025-11-25). Steps: the protocol agreed, tools, chat with
   progress and traceparent, continuation, listmodels, status, version, ping (legacy only:
   2026-07-28 has none).
+usage: mcp2_client.py calls URL N
+  2026-07-28: N chats, each continuing the conversation the first began, then a summary
+  (answered, failed, the last answer's history_turns).
 usage: mcp2_client.py tasks URL
   2026-07-28 with the tasks extension declared: a thinking chat becomes a task, polled
   with tasks/get until it completes; another is cancelled with tasks/cancel. The SDK has
@@ -123,10 +126,33 @@ async def tasks(url):
             say(step="unknown", error=getattr(e, "error", None) and e.error.code, text=str(e))
 
 
+async def calls(url, n):
+    answered, failed, turns, handle = 0, [], None, None
+    async with Client(url, mode="2026-07-28") as client:
+        for i in range(n):
+            args = {"prompt": f"turn {i}"}
+            if handle:
+                args["continuation_id"] = handle
+            try:
+                result = await client.call_tool("chat", args)
+            except Exception as e:
+                failed.append(str(e))
+                continue
+            if result.is_error:
+                failed.append(result.content[0].text)
+                continue
+            answered += 1
+            handle = result.structured_content["continuation_id"]
+            turns = result.structured_content["history_turns"]
+    say(step="calls", answered=answered, failed=failed, history_turns=turns, continuation_id=handle)
+
+
 def main():
     scenario, url = sys.argv[1], sys.argv[2]
     if scenario == "http":
         asyncio.run(conversation(url, sys.argv[3] if len(sys.argv) > 3 else "auto"))
+    elif scenario == "calls":
+        asyncio.run(calls(url, int(sys.argv[3])))
     elif scenario == "tasks":
         asyncio.run(tasks(url))
     else:

@@ -5,6 +5,7 @@ pub mod compose;
 pub mod drill;
 pub mod fake_llm;
 pub mod fake_postgrest;
+pub mod haproxy;
 pub mod http_mcp;
 pub mod mcp;
 pub mod metrics;
