@@ -170,10 +170,11 @@ fn malformed_json_rpc_gets_the_right_error_and_the_session_goes_on() {
         "{reply}"
     );
 
-    for method in ["server/discover", "resources/frobnicate"] {
-        let reply = ws.request(method, json!({}));
-        assert_eq!(reply["error"]["code"], -32601, "{method}: {reply}");
-    }
+    let reply = ws.request("resources/frobnicate", json!({}));
+    assert_eq!(reply["error"]["code"], -32601, "{reply}");
+    // Discovery is 2026-07-28's: without that revision's _meta, invalid params.
+    let reply = ws.request("server/discover", json!({}));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
 
     // After all that, the same session still answers.
     let reply = ws.call_tool("version", json!({}));
@@ -377,8 +378,11 @@ fn streamable_http_answers_202_404_and_405_as_the_protocol_says() {
         Some(&session),
         r#"{"jsonrpc":"2.0","id":4,"method":"server/discover","params":{}}"#,
     );
-    assert_eq!(status, 200);
-    assert!(body.contains("-32601"), "{body}");
+    assert_eq!(
+        status, 400,
+        "discovery without 2026-07-28's _meta is malformed"
+    );
+    assert!(body.contains("-32602"), "{body}");
     let (status, _, _) = http_exchange(
         port,
         &format!("DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: {session}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),

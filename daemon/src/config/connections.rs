@@ -31,6 +31,11 @@ pub struct ConnectionLimits {
     /// A Streamable HTTP session with no request for this long is closed
     /// (EXAI_HTTP_SESSION_IDLE_S).
     pub http_session_idle: Duration,
+    /// `GET /mcp` streams open at once on one session (EXAI_HTTP_MAX_STREAMS_PER_SESSION)
+    /// and from one client address (EXAI_HTTP_MAX_STREAMS_PER_CLIENT); past either, 429.
+    /// An open stream does not keep its session from being closed to make room.
+    pub max_streams_per_session: usize,
+    pub max_streams_per_client: usize,
 }
 
 /// Time a body may take before its minimum rate applies.
@@ -80,5 +85,17 @@ pub(super) fn load(env: &dyn EnvSource, s: &Settings) -> Result<ConnectionLimits
                 _ => Err("expected 1 to 86400 seconds".into()),
             },
         )?),
+        max_streams_per_session: s.get_checked(
+            "EXAI_HTTP_MAX_STREAMS_PER_SESSION",
+            None,
+            2usize,
+            at_least(1),
+        )?,
+        max_streams_per_client: s.get_checked(
+            "EXAI_HTTP_MAX_STREAMS_PER_CLIENT",
+            None,
+            32usize,
+            at_least(1),
+        )?,
     })
 }

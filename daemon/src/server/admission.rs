@@ -95,6 +95,8 @@ impl Admission {
 /// One TCP connection's standing, shared by the requests it carries.
 pub struct Connection {
     admission: Arc<Admission>,
+    /// The client's address: what per-client bounds count by.
+    pub peer: std::net::IpAddr,
     /// Fired to close the connection (to make room), and by it once closed.
     signals: Signals,
     /// Its place in the pending pool, while it has one.
@@ -108,7 +110,10 @@ impl Connection {
     /// authenticated. Also returns, when the pool was full, the signal that the oldest
     /// pending connection has closed: the accept loop waits for it, so that descriptors
     /// are freed as fast as new ones are taken.
-    pub fn accepted(admission: &Arc<Admission>) -> (Arc<Self>, Option<CancellationToken>) {
+    pub fn accepted(
+        admission: &Arc<Admission>,
+        peer: std::net::IpAddr,
+    ) -> (Arc<Self>, Option<CancellationToken>) {
         let signals = Signals {
             close: CancellationToken::new(),
             gone: CancellationToken::new(),
@@ -116,6 +121,7 @@ impl Connection {
         let (ticket, evicted) = admission.enter(&signals);
         let connection = Arc::new(Self {
             admission: admission.clone(),
+            peer,
             signals,
             ticket: Mutex::new(Some(ticket)),
             open: AtomicBool::new(true),
@@ -205,11 +211,12 @@ mod tests {
     #[test]
     fn a_full_pending_pool_closes_its_oldest_and_active_places_are_apart() {
         let admission = Admission::new(1, 2);
-        let accept = || Connection::accepted(&admission).0;
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let accept = || Connection::accepted(&admission, loopback).0;
         let a = accept();
         let b = accept();
         assert_eq!(admission.pending_now(), 2);
-        let (c, evicted) = Connection::accepted(&admission);
+        let (c, evicted) = Connection::accepted(&admission, loopback);
         assert!(a.closing(), "the oldest pending connection is closed");
         assert!(!b.closing() && !c.closing());
         let gone = evicted.expect("a connection was asked to close");

@@ -6,7 +6,7 @@ use super::admission::Connection;
 use super::body::{self, BodyError};
 use super::direct;
 use super::plain;
-use super::sessions::DirectCall;
+use super::sessions::{DirectCall, DuplicateId, SessionRequest};
 use super::{text, Body, Server};
 use crate::mcp::compat;
 use crate::mcp::era::Era;
@@ -15,6 +15,7 @@ use bytes::Bytes;
 use exai_proto::{ConnectionPhase, RefusalReason, Transport};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
+use rmcp::model::RequestId;
 use rmcp::transport::streamable_http_server::session::SessionId;
 use std::sync::Arc;
 
@@ -62,6 +63,14 @@ pub async fn handle(
         .map(|id| id.to_owned().into());
     let starts_session =
         req.method() == hyper::Method::POST && !req.headers().contains_key("mcp-session-id");
+    // A `GET` stream holds a place for its client and one in its session while open.
+    let stream_places = match (req.method() == hyper::Method::GET, &session) {
+        (true, Some(id)) => match stream_places(server, id, connection.peer) {
+            Ok(places) => Some(places),
+            Err(response) => return *response,
+        },
+        _ => None,
+    };
     let (parts, body) = req.into_parts();
     let body = if parts.method == hyper::Method::POST {
         match body::read(body, server.config.max_frame_bytes, &server.config.limits).await {
@@ -82,6 +91,19 @@ pub async fn handle(
     let Some(place) = connection.activate() else {
         return server.too_many_connections(Transport::Http);
     };
+    // A session's request holds its id until answered: a duplicate is refused.
+    let mut holds = Holds {
+        _streams: stream_places,
+        request: None,
+    };
+    if let (Some(session), Some(body)) = (&session, &body) {
+        if let Some(id) = request_id(body) {
+            match server.http_sessions.begin_request(session, &id) {
+                Ok(request) => holds.request = request,
+                Err(DuplicateId) => return duplicate_id(id),
+            }
+        }
+    }
     // Whether the answer advertises tasks, which rmcp's types cannot carry (`compat`).
     let mut advertises = false;
     let response = match body {
@@ -118,8 +140,9 @@ pub async fn handle(
                 None => None,
             };
             if let Some((call, call_place)) = direct {
+                drop(body);
                 let response = direct::answer(server.core.clone(), call, parts, call_place).await;
-                return held(response, place, advertises, false);
+                return held(response, place, advertises, false, holds);
             }
             let _reserved = if starts_session && is_initialize(&body) {
                 match server.http_sessions.reserve().await {
@@ -166,8 +189,83 @@ pub async fn handle(
         true => plain::answer(response, |chunk| patched(advertises, chunk)).await,
         false => response,
     };
-    held(response, place, advertises, deleting)
+    held(response, place, advertises, deleting, holds)
 }
+
+/// What a response holds until it is sent whole, besides its connection's place.
+struct Holds {
+    /// A `GET` stream's places.
+    _streams: Option<StreamPlaces>,
+    /// A session's request, awaiting its answer.
+    request: Option<SessionRequest>,
+}
+
+/// The id of the JSON-RPC request a POST carries, if it is one.
+fn request_id(body: &[u8]) -> Option<RequestId> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: Option<RequestId>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Head>(body) {
+        Ok(Head {
+            id: Some(id),
+            method: Some(_),
+        }) => Some(id),
+        _ => None,
+    }
+}
+
+/// The answer to a request whose id a request of the same session still awaiting its
+/// answer has: answers could not be told apart.
+fn duplicate_id(id: RequestId) -> Response<Body> {
+    let error = rmcp::model::ErrorData::invalid_request(
+        "Invalid Request: this id is already in use by a request of this session awaiting its answer",
+        None,
+    );
+    let message = rmcp::model::ServerJsonRpcMessage::error(error, Some(id));
+    let json = serde_json::to_vec(&message).unwrap_or_default();
+    Response::builder()
+        .status(400)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json)).boxed())
+        .unwrap_or_else(|_| text(500, "cannot build the response\n"))
+}
+
+/// A `GET` stream's places: one of its client's and one of its session's; 429 past
+/// either bound.
+fn stream_places(
+    server: &Server,
+    session: &SessionId,
+    client: std::net::IpAddr,
+) -> Result<StreamPlaces, Box<Response<Body>>> {
+    let limits = &server.config.limits;
+    let refused = |body: &'static str| {
+        let mut response = text(429, body);
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        Box::new(response)
+    };
+    let Some(for_client) = server.streams.take(client) else {
+        return Err(refused(
+            "too many open streams from this client (EXAI_HTTP_MAX_STREAMS_PER_CLIENT); close one first\n",
+        ));
+    };
+    let Some(for_session) = server
+        .http_sessions
+        .open_stream(session, limits.max_streams_per_session)
+    else {
+        return Err(refused(
+            "too many open streams on this session (EXAI_HTTP_MAX_STREAMS_PER_SESSION); close one first\n",
+        ));
+    };
+    Ok((for_client, for_session))
+}
+
+/// What an open `GET` stream holds until it ends.
+type StreamPlaces = (super::streams::ClientStream, super::sessions::SessionStream);
 
 /// rmcp answers a JSON body it cannot read as a message with 415 and a line of text;
 /// the client gets the JSON-RPC error instead (-32700 or -32600, with its id when one
@@ -202,6 +300,7 @@ fn held(
     place: super::admission::Active,
     advertises: bool,
     deleting: bool,
+    holds: Holds,
 ) -> Response<Body> {
     // A plain answer is patched already; a stream is patched as it goes.
     let streams = response
@@ -218,6 +317,7 @@ fn held(
     let body = Held {
         body,
         place,
+        holds,
         patch: streams.then_some(move |chunk| patched(advertises, chunk)),
     }
     .boxed();
@@ -251,6 +351,8 @@ fn close(mut response: Response<Body>) -> Response<Body> {
 struct Held<F> {
     body: Body,
     place: super::admission::Active,
+    /// Given back when the body ends: a stream's places, a request's id.
+    holds: Holds,
     patch: Option<F>,
 }
 
@@ -263,7 +365,7 @@ impl<F: Fn(Bytes) -> Bytes + Unpin> hyper::body::Body for Held<F> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let _ = &this.place;
+        let _ = (&this.place, &this.holds);
         std::pin::Pin::new(&mut this.body)
             .poll_frame(cx)
             .map_ok(|frame| match &this.patch {

@@ -12,6 +12,7 @@ mod http;
 mod message;
 mod plain;
 pub mod sessions;
+mod streams;
 mod ws;
 
 use crate::config::ServerConfig;
@@ -56,6 +57,8 @@ pub struct Server {
     emitter: EventEmitter,
     http_mcp: StreamableHttpService<McpHandler, BoundedSessions>,
     http_sessions: Arc<BoundedSessions>,
+    /// `GET /mcp` streams by client address.
+    streams: streams::StreamPlaces,
     admission: Arc<Admission>,
     /// WebSocket sessions open now.
     websocket_sessions: std::sync::atomic::AtomicUsize,
@@ -122,12 +125,14 @@ impl Server {
             http_config,
         );
         let admission = Admission::new(config.limits.max_connections, config.limits.max_pending);
+        let streams = streams::StreamPlaces::new(config.limits.max_streams_per_client);
         Arc::new(Self {
             config,
             core,
             emitter,
             http_mcp,
             http_sessions,
+            streams,
             admission,
             websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
             sessions: TaskTracker::new(),
@@ -205,7 +210,7 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let (connection, evicted) = Connection::accepted(&self.admission);
+            let (connection, evicted) = Connection::accepted(&self.admission, peer.ip());
             connections.spawn(self.clone().connection(stream, peer, connection));
             if let Some(gone) = evicted {
                 // Its descriptor is freed before another is taken.

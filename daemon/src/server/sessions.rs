@@ -2,8 +2,9 @@
 //! until it has been idle for its keep-alive (300 s): 8,000 `initialize` POSTs held
 //! 430 MB. This manager wraps it and keeps at most `EXAI_HTTP_MAX_SESSIONS`. When a new
 //! session needs a place, the session idle the longest is closed (a session with a
-//! request in flight or an open stream is never idle); when none is idle, `initialize`
-//! is answered 503. A client whose session was closed gets 404 for it and, as the
+//! request in flight is never idle; one that only holds `GET` streams open is: a stream
+//! that waits shields nothing, or one client's idle streams would shut everyone out);
+//! when none is idle, `initialize` is answered 503. A client whose session was closed gets 404 for it and, as the
 //! protocol says, starts a new one.
 //!
 //! Evicting rather than refusing: a burst of sessions (a client in a reconnect loop, a
@@ -56,8 +57,13 @@ struct State {
 
 struct Use {
     last_active: Instant,
-    /// Requests and streams open now.
+    /// Requests under way now (their answer streams included).
     busy: usize,
+    /// `GET` streams open now (bounded by `EXAI_HTTP_MAX_STREAMS_PER_SESSION`).
+    streams: usize,
+    /// Ids of the requests awaiting their answers: a second request with one of them
+    /// is refused, since answers could not be told apart.
+    in_flight: std::collections::HashSet<RequestId>,
     /// The client sent `notifications/initialized`: requests may be answered in place.
     initialized: bool,
     /// Calls answered in place (`server::direct`) under way, by request id: what a
@@ -70,6 +76,8 @@ impl Use {
         Self {
             last_active: Instant::now(),
             busy: 0,
+            streams: 0,
+            in_flight: std::collections::HashSet::new(),
             initialized: false,
             direct: HashMap::new(),
         }
@@ -124,6 +132,41 @@ impl Drop for Busy {
             if let Some(request) = &self.direct {
                 session.direct.remove(request);
             }
+        }
+    }
+}
+
+/// A request of a session awaiting its answer; its id is free again when dropped.
+pub struct SessionRequest {
+    state: Arc<Mutex<State>>,
+    id: SessionId,
+    request: RequestId,
+}
+
+impl Drop for SessionRequest {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = state.sessions.get_mut(&self.id) {
+            session.in_flight.remove(&self.request);
+        }
+    }
+}
+
+/// A request whose id another request of the same session, not yet answered, has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuplicateId;
+
+/// One `GET` stream's place in its session, given back when dropped.
+pub struct SessionStream {
+    state: Arc<Mutex<State>>,
+    id: SessionId,
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = state.sessions.get_mut(&self.id) {
+            session.streams = session.streams.saturating_sub(1);
         }
     }
 }
@@ -249,6 +292,44 @@ impl BoundedSessions {
                 let _ = tokio::task::spawn_blocking(crate::memory::give_back_free_memory).await;
             }
         }
+    }
+
+    /// A place for one more `GET` stream on session `id`, unless it holds `max`; an
+    /// unknown session gets one (rmcp answers it 404).
+    pub fn open_stream(&self, id: &SessionId, max: usize) -> Option<SessionStream> {
+        let mut state = self.lock();
+        if let Some(session) = state.sessions.get_mut(id) {
+            if session.streams >= max {
+                return None;
+            }
+            session.streams += 1;
+        }
+        Some(SessionStream {
+            state: self.state.clone(),
+            id: id.clone(),
+        })
+    }
+
+    /// Registers request `request` of session `id` as awaiting its answer; a request
+    /// with the id of one still awaiting is refused. Nothing is held for a session this
+    /// manager does not know (rmcp answers it 404).
+    pub fn begin_request(
+        &self,
+        id: &SessionId,
+        request: &RequestId,
+    ) -> Result<Option<SessionRequest>, DuplicateId> {
+        let mut state = self.lock();
+        let Some(session) = state.sessions.get_mut(id) else {
+            return Ok(None);
+        };
+        if !session.in_flight.insert(request.clone()) {
+            return Err(DuplicateId);
+        }
+        Ok(Some(SessionRequest {
+            state: self.state.clone(),
+            id: id.clone(),
+            request: request.clone(),
+        }))
     }
 
     /// Sessions open now.
@@ -414,9 +495,9 @@ impl SessionManager for BoundedSessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let busy = self.busy(id);
-        let stream = self.inner.create_standalone_stream(id).await?;
-        Ok(tracked(stream, busy))
+        // Not busy: a stream that only waits must not keep its session from eviction.
+        self.touch(id);
+        self.inner.create_standalone_stream(id).await
     }
 
     async fn resume(
@@ -424,8 +505,7 @@ impl SessionManager for BoundedSessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let busy = self.busy(id);
-        let stream = self.inner.resume(id, last_event_id).await?;
-        Ok(tracked(stream, busy))
+        self.touch(id);
+        self.inner.resume(id, last_event_id).await
     }
 }
