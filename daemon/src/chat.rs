@@ -85,6 +85,13 @@ pub struct ChatArgs {
     pub max_tokens: Option<u32>,
 }
 
+impl ChatArgs {
+    /// What the call holds while it waits for a model place: its texts.
+    pub fn carried_bytes(&self) -> usize {
+        self.prompt.len() + self.system_prompt.as_ref().map_or(0, String::len)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatAnswer {
     pub content: String,
@@ -275,7 +282,7 @@ impl ChatService {
         // its thread, so a queue of waiting chats costs no more than their prompts.
         let permit = tokio::select! {
             _ = cancel.cancelled() => return Err(ChatError::Cancelled),
-            permit = self.limits.acquire(model.provider) => permit?,
+            permit = self.limits.acquire_carrying(model.provider, args.carried_bytes()) => permit?,
         };
         let in_flight = InFlight::new(&self.emitter);
         let History {

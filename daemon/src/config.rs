@@ -68,6 +68,10 @@ pub struct CallLimits {
     pub glm: usize,
     /// How long a call may wait for a free place before it is refused as busy.
     pub max_wait: Duration,
+    /// Bytes of prompts that may wait for a place at once (EXAI_WAITING_BYTES_MAX):
+    /// past it a call that would wait is refused at once, so a queue of large requests
+    /// cannot take the daemon's memory.
+    pub max_waiting_bytes: usize,
     pub call_timeout: Duration,
     pub max_attempts: u32,
 }
@@ -391,6 +395,12 @@ impl DaemonConfig {
             kimi: s.get_checked("EXAI_WS_KIMI_MAX_INFLIGHT", None, 6usize, at_least(1))?,
             glm: s.get_checked("EXAI_WS_GLM_MAX_INFLIGHT", None, 4usize, at_least(1))?,
             max_wait: Duration::from_millis(s.get("EXAI_INFLIGHT_WAIT_MS", None, 10_000u64)?),
+            max_waiting_bytes: s.get_checked(
+                "EXAI_WAITING_BYTES_MAX",
+                None,
+                64usize << 20,
+                at_least(1024),
+            )?,
             call_timeout: Duration::from_secs(s.get_checked(
                 "EXAI_PROVIDER_TIMEOUT_SECS",
                 None,

@@ -186,7 +186,7 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
                 Some(why) => info!(provider = %p.provider(), reason = why, "provider unavailable"),
             }
         }
-        let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
+        let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait).with_max_waiting_bytes(config.limits.max_waiting_bytes));
         // Background work besides serving: the Redis probe and the Supabase uploader.
         // Stopped after the server, so the last answers' turns are spooled.
         let background_cancel = root.child_token();

@@ -420,13 +420,18 @@ impl McpCore {
         let span =
             tracing::info_span!("tools/call", correlation_id = %correlation, tool = %request.name);
         let progress = CallProgress::default();
+        // The arguments are checked, then their JSON dropped: a call waiting for a model
+        // place holds one copy of its prompt, not two.
+        let CallToolRequestParams {
+            name, arguments, ..
+        } = request;
+        let parsed = self.tools.parse(&name, arguments.as_ref());
+        drop(arguments);
         let outcome = async {
-            let work = self.tools.call(
-                &request.name,
-                request.arguments.as_ref(),
-                &correlation,
-                site.ct,
-                Some(&progress),
+            let call = parsed?;
+            let work = futures_util::FutureExt::map(
+                self.tools.run(call, &correlation, site.ct, Some(&progress)),
+                Ok,
             );
             let work = async {
                 match (site.peer, site.meta.get_progress_token()) {

@@ -1,8 +1,12 @@
-//! Streamable HTTP MCP on `/mcp`: the token, Host and Origin are checked here, the body
-//! is read under its deadlines, a place is taken, then rmcp's service does the rest
-//! (sessions, SSE, 202/404/405). An `initialize` first makes room among the sessions.
+//! Streamable HTTP MCP on `/mcp`: admitted (`admit`), the body read under its deadlines,
+//! a place taken; then a POST goes one of two ways — a plain `tools/call` answered in
+//! place (`direct`), or rmcp's service, which does the rest (both protocol eras,
+//! sessions, SSE, 202/404/405). An `initialize` first makes room among the sessions; a
+//! session's request holds its id until answered; a `GET` stream holds places for its
+//! client and session (`streams`).
 
 use super::admission::Connection;
+use super::admit::admit;
 use super::body::{self, BodyError};
 use super::direct;
 use super::plain;
@@ -10,12 +14,11 @@ use super::sessions::{DirectCall, DuplicateId, SessionRequest};
 use super::{text, Body, Server};
 use crate::mcp::compat;
 use crate::mcp::era::Era;
-use crate::security::{self, Refusal};
 use bytes::Bytes;
-use exai_proto::{ConnectionPhase, RefusalReason, Transport};
+use exai_proto::{ConnectionPhase, Transport};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
-use rmcp::model::RequestId;
+use rmcp::model::{ErrorData, RequestId, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::SessionId;
 use std::sync::Arc;
 
@@ -24,57 +27,60 @@ pub async fn handle(
     req: Request<hyper::body::Incoming>,
     connection: Arc<Connection>,
 ) -> Response<Body> {
-    let checks = security::check_host(req.headers(), &server.config.allowed_hosts)
-        .and_then(|()| security::check_origin(req.headers()))
-        .and_then(|()| {
-            security::authorize(
-                server.config.token.as_ref(),
-                req.headers(),
-                req.uri().query(),
-            )
-        });
-    if let Err(refusal) = checks {
-        let (status, reason, body) = match refusal {
-            Refusal::Unauthorized => (
-                401,
-                RefusalReason::Unauthorized,
-                "unauthorized: send Authorization: Bearer <EXAI_WS_TOKEN>\n",
-            ),
-            Refusal::ForeignOrigin => (
-                403,
-                RefusalReason::ForbiddenOrigin,
-                "forbidden: origin not allowed\n",
-            ),
-            Refusal::ForeignHost => (
-                403,
-                RefusalReason::ForbiddenOrigin,
-                "forbidden: host not allowed\n",
-            ),
-        };
-        server.connection_event(Transport::Http, ConnectionPhase::Refused, reason);
-        return text(status, body);
+    if let Err(refused) = admit(
+        &server.config,
+        req.headers(),
+        req.uri().query(),
+        Transport::Http,
+    ) {
+        server.connection_event(Transport::Http, ConnectionPhase::Refused, refused.reason);
+        return text(refused.status, refused.body);
     }
-    let deleting = req.method() == hyper::Method::DELETE;
-    let plain_allowed = req.method() == hyper::Method::POST && plain::accepts_json(req.headers());
     let session: Option<SessionId> = req
         .headers()
         .get("mcp-session-id")
         .and_then(|id| id.to_str().ok())
         .map(|id| id.to_owned().into());
-    let starts_session =
-        req.method() == hyper::Method::POST && !req.headers().contains_key("mcp-session-id");
+    if req.method() == hyper::Method::POST {
+        return post(server, req, connection, session).await;
+    }
     // A `GET` stream holds a place for its client and one in its session while open.
-    let stream_places = match (req.method() == hyper::Method::GET, &session) {
+    let streams = match (req.method() == hyper::Method::GET, &session) {
         (true, Some(id)) => match stream_places(server, id, connection.peer) {
             Ok(places) => Some(places),
             Err(response) => return *response,
         },
         _ => None,
     };
+    let Some(place) = connection.activate() else {
+        return server.too_many_connections(Transport::Http);
+    };
+    let deleting = req.method() == hyper::Method::DELETE;
+    let (parts, _) = req.into_parts();
+    let response = server
+        .http_mcp
+        .handle(Request::from_parts(parts, Full::new(Bytes::new())))
+        .await;
+    let holds = Holds {
+        _streams: streams,
+        _request: None,
+    };
+    held(response, place, false, deleting, holds)
+}
+
+/// A POSTed message, read whole under its deadlines, then taken one of two ways: a
+/// plain `tools/call` is answered in place (`direct`); everything else goes to rmcp.
+async fn post(
+    server: &Server,
+    req: Request<hyper::body::Incoming>,
+    connection: Arc<Connection>,
+    session: Option<SessionId>,
+) -> Response<Body> {
+    let plain_allowed = plain::accepts_json(req.headers());
     let (parts, body) = req.into_parts();
-    let body = if parts.method == hyper::Method::POST {
+    let mut body =
         match body::read(body, server.config.max_frame_bytes, &server.config.limits).await {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => bytes,
             Err(BodyError::TooLarge) => {
                 return close(text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"))
             }
@@ -83,113 +89,130 @@ pub async fn handle(
                 "request body too slow: it must arrive within EXAI_HTTP_BODY_TIMEOUT_MS, at EXAI_HTTP_BODY_MIN_BYTES_PER_S or faster\n",
             )),
             Err(BodyError::Broken) => return close(text(400, "request body broken off\n")),
-        }
-    } else {
-        None
-    };
+        };
     // Read whole and authenticated: now it may hold a place.
     let Some(place) = connection.activate() else {
         return server.too_many_connections(Transport::Http);
     };
-    // A session's request holds its id until answered: a duplicate is refused.
-    let mut holds = Holds {
-        _streams: stream_places,
-        request: None,
-    };
-    if let (Some(session), Some(body)) = (&session, &body) {
-        if let Some(id) = request_id(body) {
-            match server.http_sessions.begin_request(session, &id) {
-                Ok(request) => holds.request = request,
-                Err(DuplicateId) => return duplicate_id(id),
+    // A 2025 task request gets the name rmcp routes to `mcp::tasks` (`compat`).
+    let looked = compat::needs_a_look(&body);
+    if looked {
+        if let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if let compat::Inbound::Rewritten = compat::inbound(&mut message) {
+                body = Bytes::from(message.to_string());
             }
         }
     }
     // Whether the answer advertises tasks, which rmcp's types cannot carry (`compat`).
-    let mut advertises = false;
-    let response = match body {
-        Some(mut body) => {
-            let looked = compat::needs_a_look(&body);
-            let look = looked
-                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-                .flatten();
-            if let Some(mut message) = look {
-                match compat::inbound(&mut message) {
-                    compat::Inbound::Rewritten => body = Bytes::from(message.to_string()),
-                    compat::Inbound::AsIs => {}
-                }
-            }
-            advertises = compat::answer_advertises(&body);
-            // The common case, a plain `tools/call` in a session, is answered in place.
-            let in_place = plain_allowed && !looked && !advertises;
-            let direct = match in_place
-                .then(|| direct::call(&parts.headers, &server.config.allowed_hosts, &body))
-                .flatten()
-            {
-                Some(call) if call.era == Era::Stateless => {
-                    let place = DirectCall::stateless(&server.stages.sessions);
-                    Some((call, place))
-                }
-                Some(call) => match &session {
-                    Some(session) => server
-                        .http_sessions
-                        .direct_call(session, &call.id, &server.stages.sessions)
-                        .await
-                        .map(|place| (call, place)),
-                    None => None,
-                },
-                None => None,
-            };
-            if let Some((call, call_place)) = direct {
-                drop(body);
-                let response = direct::answer(server.core.clone(), call, parts, call_place).await;
-                return held(response, place, advertises, false, holds);
-            }
-            let _reserved = if starts_session && is_initialize(&body) {
-                match server.http_sessions.reserve().await {
-                    Ok(reserved) => Some(reserved),
-                    Err(full) => {
-                        tracing::warn!(
-                            max = full.max,
-                            "MCP session refused: every session is busy (EXAI_HTTP_MAX_SESSIONS)"
-                        );
-                        let mut response = text(
-                            503,
-                            "too many MCP sessions, all busy (EXAI_HTTP_MAX_SESSIONS); try later\n",
-                        );
-                        response.headers_mut().insert(
-                            hyper::header::RETRY_AFTER,
-                            hyper::header::HeaderValue::from_static("1"),
-                        );
-                        return response;
-                    }
-                }
-            } else {
-                None
-            };
-            let sent = body.clone();
-            let sent_as_json = parts
-                .headers
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|kind| kind.to_str().ok())
-                .is_some_and(|kind| plain::essence(kind).eq_ignore_ascii_case("application/json"));
-            let response = server
-                .http_mcp
-                .handle(Request::from_parts(parts, Full::new(body)))
-                .await;
-            unreadable(response, &sent, sent_as_json)
+    let advertises = compat::answer_advertises(&body);
+    let call = (plain_allowed && !looked && !advertises)
+        .then(|| direct::call(&parts.headers, &server.config.allowed_hosts, &body))
+        .flatten();
+    // What rmcp would need to answer a body it cannot read; a call in place was read.
+    let head = match &call {
+        Some(call) => Head::Request(Some(call.id.clone())),
+        None => Head::of(&body),
+    };
+    // A session's request holds its id until answered: a duplicate is refused.
+    let mut holds = Holds {
+        _streams: None,
+        _request: None,
+    };
+    if let (Some(session), Head::Request(Some(id))) = (&session, &head) {
+        match server.http_sessions.begin_request(session, id) {
+            Ok(request) => holds._request = request,
+            Err(DuplicateId) => return duplicate_id(id.clone()),
         }
-        None => {
-            server
-                .http_mcp
-                .handle(Request::from_parts(parts, Full::new(Bytes::new())))
+    }
+    let in_place = match call {
+        Some(call) if call.era == Era::Stateless => {
+            Some((call, DirectCall::stateless(&server.stages.sessions)))
+        }
+        Some(call) => match &session {
+            Some(session) => server
+                .http_sessions
+                .direct_call(session, &call.id, &server.stages.sessions)
                 .await
-        }
+                .map(|place| (call, place)),
+            None => None,
+        },
+        None => None,
+    };
+    if let Some((call, call_place)) = in_place {
+        drop(body);
+        let response = direct::answer(server.core.clone(), call, parts, call_place).await;
+        return held(response, place, advertises, false, holds);
+    }
+    let _reserved = match session.is_none() && is_initialize(&body) {
+        true => match server.http_sessions.reserve().await {
+            Ok(reserved) => Some(reserved),
+            Err(full) => return sessions_full(full),
+        },
+        false => None,
+    };
+    let sent_as_json = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|kind| kind.to_str().ok())
+        .is_some_and(|kind| plain::essence(kind).eq_ignore_ascii_case("application/json"));
+    let response = server
+        .http_mcp
+        .handle(Request::from_parts(parts, Full::new(body)))
+        .await;
+    let response = match sent_as_json {
+        true => unreadable(response, head),
+        false => response,
     };
     let response = match plain_allowed {
         true => plain::answer(response, |chunk| patched(advertises, chunk)).await,
         false => response,
     };
-    held(response, place, advertises, deleting, holds)
+    held(response, place, advertises, false, holds)
+}
+
+/// `initialize` when every session is busy.
+fn sessions_full(full: super::sessions::Full) -> Response<Body> {
+    tracing::warn!(
+        max = full.max,
+        "MCP session refused: every session is busy (EXAI_HTTP_MAX_SESSIONS)"
+    );
+    let mut response = text(
+        503,
+        "too many MCP sessions, all busy (EXAI_HTTP_MAX_SESSIONS); try later\n",
+    );
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// What is read of a POSTed body before rmcp parses it: whether it is JSON, and the id
+/// of the request it carries.
+enum Head {
+    /// A JSON object (or other value); the id of the request it is, if it is one.
+    Request(Option<RequestId>),
+    /// Not JSON at all.
+    NotJson(String),
+}
+
+impl Head {
+    fn of(body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            id: Option<RequestId>,
+            method: Option<serde::de::IgnoredAny>,
+        }
+        match serde_json::from_slice::<Fields>(body) {
+            Ok(Fields {
+                id: Some(id),
+                method: Some(_),
+            }) => Head::Request(Some(id)),
+            Ok(_) => Head::Request(None),
+            Err(e) if e.is_syntax() || e.is_eof() => Head::NotJson(e.to_string()),
+            Err(_) => Head::Request(None),
+        }
+    }
 }
 
 /// What a response holds until it is sent whole, besides its connection's place.
@@ -197,33 +220,17 @@ struct Holds {
     /// A `GET` stream's places.
     _streams: Option<StreamPlaces>,
     /// A session's request, awaiting its answer.
-    request: Option<SessionRequest>,
-}
-
-/// The id of the JSON-RPC request a POST carries, if it is one.
-fn request_id(body: &[u8]) -> Option<RequestId> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        id: Option<RequestId>,
-        method: Option<serde::de::IgnoredAny>,
-    }
-    match serde_json::from_slice::<Head>(body) {
-        Ok(Head {
-            id: Some(id),
-            method: Some(_),
-        }) => Some(id),
-        _ => None,
-    }
+    _request: Option<SessionRequest>,
 }
 
 /// The answer to a request whose id a request of the same session still awaiting its
 /// answer has: answers could not be told apart.
 fn duplicate_id(id: RequestId) -> Response<Body> {
-    let error = rmcp::model::ErrorData::invalid_request(
+    let error = ErrorData::invalid_request(
         "Invalid Request: this id is already in use by a request of this session awaiting its answer",
         None,
     );
-    let message = rmcp::model::ServerJsonRpcMessage::error(error, Some(id));
+    let message = ServerJsonRpcMessage::error(error, Some(id));
     let json = serde_json::to_vec(&message).unwrap_or_default();
     Response::builder()
         .status(400)
@@ -268,17 +275,27 @@ fn stream_places(
 type StreamPlaces = (super::streams::ClientStream, super::sessions::SessionStream);
 
 /// rmcp answers a JSON body it cannot read as a message with 415 and a line of text;
-/// the client gets the JSON-RPC error instead (-32700 or -32600, with its id when one
-/// can be read), as over WebSocket, with 400. A body sent as another media type keeps
-/// rmcp's 415.
-fn unreadable(response: Response<Body>, body: &Bytes, sent_as_json: bool) -> Response<Body> {
-    if !sent_as_json || response.status() != hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+/// the client gets the JSON-RPC error instead, with 400: -32700 when it is not JSON,
+/// -32600 when it is not a message (with its id when one could be read), as over
+/// WebSocket.
+fn unreadable(response: Response<Body>, head: Head) -> Response<Body> {
+    if response.status() != hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE {
         return response;
     }
-    let Err(error) = super::message::check_frame(&String::from_utf8_lossy(body)) else {
-        return response;
+    let (error, id) = match head {
+        Head::NotJson(why) => (
+            ErrorData::parse_error(format!("Parse error: {why}"), None),
+            None,
+        ),
+        Head::Request(id) => (
+            ErrorData::invalid_request(
+                "Invalid Request: not a JSON-RPC request, notification or response",
+                None,
+            ),
+            id,
+        ),
     };
-    let json = serde_json::to_vec(&error).unwrap_or_default();
+    let json = serde_json::to_vec(&ServerJsonRpcMessage::error(error, id)).unwrap_or_default();
     Response::builder()
         .status(400)
         .header(hyper::header::CONTENT_TYPE, "application/json")

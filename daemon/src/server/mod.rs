@@ -6,6 +6,7 @@
 
 mod accept;
 mod admission;
+mod admit;
 mod body;
 mod direct;
 mod http;

@@ -7,7 +7,6 @@ use super::admission::Connection;
 use super::message::{cancelled_request, check_frame};
 use super::{text, Body, Server};
 use crate::mcp::McpHandler;
-use crate::security;
 use exai_proto::{
     ConnectionPhase, CorrelationId, Direction, EventKind, RefusalReason, SampleClass, Transport,
 };
@@ -68,31 +67,19 @@ pub fn upgrade(
     mut req: Request<hyper::body::Incoming>,
     connection: Arc<Connection>,
 ) -> Response<Body> {
-    let refusal = security::check_origin(req.headers())
-        .map_err(|_| {
-            (
-                403,
-                RefusalReason::ForbiddenOrigin,
-                "forbidden: origin not allowed\n",
-            )
-        })
-        .and_then(|()| {
-            security::authorize(
-                server.config.token.as_ref(),
-                req.headers(),
-                req.uri().query(),
-            )
-            .map_err(|_| {
-                (
-                    401,
-                    RefusalReason::Unauthorized,
-                    "unauthorized: send Authorization: Bearer <EXAI_WS_TOKEN> or ?token=\n",
-                )
-            })
-        });
-    if let Err((status, reason, body)) = refusal {
-        server.connection_event(Transport::WebSocket, ConnectionPhase::Refused, reason);
-        return text(status, body);
+    let admitted = super::admit::admit(
+        &server.config,
+        req.headers(),
+        req.uri().query(),
+        Transport::WebSocket,
+    );
+    if let Err(refused) = admitted {
+        server.connection_event(
+            Transport::WebSocket,
+            ConnectionPhase::Refused,
+            refused.reason,
+        );
+        return text(refused.status, refused.body);
     }
     let key = req
         .headers()
