@@ -130,3 +130,81 @@ fn a_duplicate_id_in_a_session_is_refused_and_every_request_answered() {
         (status["result"]["structuredContent"]["in_flight"] == 0).then_some(())
     });
 }
+
+#[test]
+fn large_requests_waiting_for_a_model_take_a_bounded_share_of_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = Daemon::with_llm(
+        &dir.path().join("events.sock"),
+        llm.port,
+        &[
+            // One GLM call at a time, and a long wait allowed: the rest queue.
+            ("EXAI_WS_GLM_MAX_INFLIGHT", "1".into()),
+            ("EXAI_INFLIGHT_WAIT_MS", "60000".into()),
+            // Room for four of the bodies below.
+            ("EXAI_REQUEST_BYTES_MAX", (16usize << 20).to_string()),
+        ],
+    );
+    let port = daemon.mcp_port;
+    let pid = daemon.proc.pid();
+    let before = exai_tests::procfs::rss_bytes(pid);
+    let headers = http_mcp::modern_headers("tools/call", Some("chat"));
+    let chat = |prompt: &str| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "chat", "arguments": {"prompt": prompt},
+                       "_meta": http_mcp::modern_meta(json!({}))}});
+        http_mcp::post_request(None, &headers, &body.to_string())
+    };
+    let large = chat(&"x".repeat(3_900_000));
+    let blocker = chat("hold the place [latency:2000]");
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let answers: Vec<http_mcp::Answer> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = exai_tests::procfs::rss_bytes(pid);
+                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // One call holds the only place; then 100 chats of 3.9 MB come at once.
+        let held = scope.spawn(|| http_mcp::exchange(port, &blocker));
+        wait_for("the blocker to reach the model", PATIENCE, || {
+            let (_, stats) = exai_tests::metrics::http_get(llm.port, "/_stats")?;
+            let stats: Value = serde_json::from_str(&stats).ok()?;
+            (stats["requests"].as_u64()? >= 1).then_some(())
+        });
+        let calls: Vec<_> = (0..100)
+            .map(|_| scope.spawn(|| http_mcp::exchange(port, &large).expect("an answer")))
+            .collect();
+        let answers = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        held.join().unwrap().expect("the blocker is answered");
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        answers
+    });
+    let answered = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<&http_mcp::Answer> = answers.iter().filter(|a| a.status == 503).collect();
+    assert_eq!(answered + refused.len(), 100, "each is answered or refused");
+    assert!(
+        (1..=4).contains(&answered),
+        "the budget holds up to four: {answered}"
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.body.contains("EXAI_REQUEST_BYTES_MAX")),
+        "a refusal names its setting"
+    );
+    let peak = peak.into_inner();
+    println!(
+        "100 chats of 3.9 MB: {answered} answered, {} refused; daemon RSS {} MB before, peak {} MB",
+        refused.len(),
+        before >> 20,
+        peak >> 20
+    );
+    // 16 MiB of bodies, each held at most three times over (body, JSON, prompt) while
+    // being read and checked; at 32f6138 the daemon grew by 1,162 MB.
+    let grew = peak.saturating_sub(before);
+    assert!(grew < 160 << 20, "the daemon grew by {} MB", grew >> 20);
+}

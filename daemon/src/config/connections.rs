@@ -36,6 +36,9 @@ pub struct ConnectionLimits {
     /// An open stream does not keep its session from being closed to make room.
     pub max_streams_per_session: usize,
     pub max_streams_per_client: usize,
+    /// Bytes of Streamable HTTP request bodies held at once, from their first byte until
+    /// answered (EXAI_REQUEST_BYTES_MAX); past it a request is answered 503.
+    pub max_request_bytes: usize,
 }
 
 /// Time a body may take before its minimum rate applies.
@@ -96,6 +99,12 @@ pub(super) fn load(env: &dyn EnvSource, s: &Settings) -> Result<ConnectionLimits
             None,
             32usize,
             at_least(1),
+        )?,
+        max_request_bytes: s.get_checked(
+            "EXAI_REQUEST_BYTES_MAX",
+            None,
+            64usize << 20,
+            at_least(1024),
         )?,
     })
 }

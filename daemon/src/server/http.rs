@@ -64,6 +64,7 @@ pub async fn handle(
     let holds = Holds {
         _streams: streams,
         _request: None,
+        _body: None,
     };
     held(response, place, false, deleting, holds)
 }
@@ -78,9 +79,14 @@ async fn post(
 ) -> Response<Body> {
     let plain_allowed = plain::accepts_json(req.headers());
     let (parts, body) = req.into_parts();
-    let mut body =
-        match body::read(body, server.config.max_frame_bytes, &server.config.limits).await {
-            Ok(bytes) => bytes,
+    let read = body::read(
+        body,
+        server.config.max_frame_bytes,
+        &server.config.limits,
+        &server.bodies,
+    );
+    let (mut body, body_bytes) = match read.await {
+            Ok(read) => read,
             Err(BodyError::TooLarge) => {
                 return close(text(413, "request body too large (EXAI_WS_MAX_FRAME_BYTES)\n"))
             }
@@ -89,6 +95,9 @@ async fn post(
                 "request body too slow: it must arrive within EXAI_HTTP_BODY_TIMEOUT_MS, at EXAI_HTTP_BODY_MIN_BYTES_PER_S or faster\n",
             )),
             Err(BodyError::Broken) => return close(text(400, "request body broken off\n")),
+            Err(BodyError::OverBudget) => return close(busy(
+                "the server holds too many request bytes now (EXAI_REQUEST_BYTES_MAX); try again shortly\n",
+            )),
         };
     // Read whole and authenticated: now it may hold a place.
     let Some(place) = connection.activate() else {
@@ -117,6 +126,7 @@ async fn post(
     let mut holds = Holds {
         _streams: None,
         _request: None,
+        _body: Some(body_bytes),
     };
     if let (Some(session), Head::Request(Some(id))) = (&session, &head) {
         match server.http_sessions.begin_request(session, id) {
@@ -176,10 +186,12 @@ fn sessions_full(full: super::sessions::Full) -> Response<Body> {
         max = full.max,
         "MCP session refused: every session is busy (EXAI_HTTP_MAX_SESSIONS)"
     );
-    let mut response = text(
-        503,
-        "too many MCP sessions, all busy (EXAI_HTTP_MAX_SESSIONS); try later\n",
-    );
+    busy("too many MCP sessions, all busy (EXAI_HTTP_MAX_SESSIONS); try later\n")
+}
+
+/// 503, to be tried again in a second.
+fn busy(body: &'static str) -> Response<Body> {
+    let mut response = text(503, body);
     response.headers_mut().insert(
         hyper::header::RETRY_AFTER,
         hyper::header::HeaderValue::from_static("1"),
@@ -221,6 +233,8 @@ struct Holds {
     _streams: Option<StreamPlaces>,
     /// A session's request, awaiting its answer.
     _request: Option<SessionRequest>,
+    /// The request body's share of `EXAI_REQUEST_BYTES_MAX`.
+    _body: Option<body::HeldBytes>,
 }
 
 /// The answer to a request whose id a request of the same session still awaiting its

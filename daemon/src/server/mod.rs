@@ -60,6 +60,8 @@ pub struct Server {
     http_sessions: Arc<BoundedSessions>,
     /// `GET /mcp` streams by client address.
     streams: streams::StreamPlaces,
+    /// Bytes of request bodies held now.
+    bodies: body::BodyBudget,
     admission: Arc<Admission>,
     /// WebSocket sessions open now.
     websocket_sessions: std::sync::atomic::AtomicUsize,
@@ -127,6 +129,7 @@ impl Server {
         );
         let admission = Admission::new(config.limits.max_connections, config.limits.max_pending);
         let streams = streams::StreamPlaces::new(config.limits.max_streams_per_client);
+        let bodies = body::BodyBudget::new(config.limits.max_request_bytes);
         Arc::new(Self {
             config,
             core,
@@ -134,6 +137,7 @@ impl Server {
             http_mcp,
             http_sessions,
             streams,
+            bodies,
             admission,
             websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
             sessions: TaskTracker::new(),
@@ -166,6 +170,8 @@ impl Server {
             "pending": self.admission.pending_now(),
             "max_pending_connections": limits.max_pending,
             "pending_evicted": self.pending_evicted(),
+            "request_bytes": self.bodies.held(),
+            "max_request_bytes": limits.max_request_bytes,
         })
     }
 
