@@ -209,7 +209,7 @@ impl Link {
     /// Appends `turn` to conversation `id` atomically (see the module's description),
     /// converting an older daemon's string on the way. `replay`: skip a turn the list
     /// already holds.
-    async fn append(
+    pub(super) async fn append(
         &self,
         id: &str,
         turn: &Turn,
@@ -226,20 +226,7 @@ impl Link {
         // An older daemon's string and its turns, once the script has shown it.
         let mut conversion: Option<(Vec<u8>, Vec<Vec<u8>>)> = None;
         for _ in 0..CONVERSIONS {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(scripts::APPEND)
-                .arg(1)
-                .arg(&key)
-                .arg(max_turns.max(1))
-                .arg(self.ttl_secs)
-                .arg(u8::from(replay))
-                .arg(&turn);
-            if let Some((old, old_turns)) = &conversion {
-                cmd.arg(old);
-                for old_turn in old_turns {
-                    cmd.arg(old_turn);
-                }
-            }
+            let cmd = self.append_command(&key, &turn, max_turns, replay, conversion.as_ref());
             let mut conn = self.conn.clone();
             let reply: Vec<Vec<u8>> = cmd
                 .query_async(&mut conn)
@@ -276,6 +263,61 @@ impl Link {
             ),
             cause: None,
         })
+    }
+
+    /// The `EVAL` of [`scripts::APPEND`] for one turn (its JSON), converting an older
+    /// daemon's string (its value and its turns' JSON) when given one.
+    fn append_command(
+        &self,
+        key: &str,
+        turn: &[u8],
+        max_turns: usize,
+        replay: bool,
+        conversion: Option<&(Vec<u8>, Vec<Vec<u8>>)>,
+    ) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::APPEND)
+            .arg(1)
+            .arg(key)
+            .arg(max_turns.max(1))
+            .arg(self.ttl_secs)
+            .arg(u8::from(replay))
+            .arg(turn);
+        if let Some((old, old_turns)) = conversion {
+            cmd.arg(old);
+            for old_turn in old_turns {
+                cmd.arg(old_turn);
+            }
+        }
+        cmd
+    }
+
+    /// Appends kept turns, each to its conversation, in order and in one round trip,
+    /// each skipped where its conversation already holds it. Each turn's answer, or the
+    /// error that stopped them all: sending them all again then is harmless, as the ones
+    /// that landed are skipped. An older daemon's string is not converted here (its
+    /// turns answer [`Appended::Convert`], nothing changed): [`Link::append`] does it.
+    async fn replay(
+        &self,
+        turns: &[(&str, &Turn)],
+        max_turns: usize,
+    ) -> Result<Vec<Appended>, StorageError> {
+        self.check_reachable()?;
+        let mut pipe = redis::pipe();
+        for (id, turn) in turns {
+            let json = serde_json::to_vec(turn).map_err(|e| StorageError::Corrupt {
+                what: format!("{} (to be written)", key(id)),
+                cause: Cause::new(e),
+            })?;
+            pipe.add_command(self.append_command(&key(id), &json, max_turns, true, None));
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<Vec<u8>>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        self.health.up();
+        Ok(replies.into_iter().map(scripts::appended).collect())
     }
 }
 

@@ -1,16 +1,19 @@
 //! Replaying the journal: once Redis answers, the turns kept while it was away join
-//! their conversations, oldest first, and then leave the journal.
+//! their conversations, oldest first, a batch per round trip, and then leave the
+//! journal.
 //!
-//! A turn is appended with its conversation's duplicates skipped, so one replayed twice
-//! (deleting it from the journal failed, or the daemon stopped in between) or one whose
-//! first append landed although its answer was lost, is there once. A failure that
-//! passes (Redis away again, no answer) stops the replay where it is, so no later turn
-//! overtakes it; one that does not (the key holds something else) discards that turn
-//! with an error in the log and goes on.
+//! A turn is appended with its conversation's duplicates skipped, so one sent twice is
+//! there once: a batch sent again whole after a failure part of it survived, a turn
+//! whose deletion from the journal failed or was cut short by a stop, one whose first
+//! append landed although its answer was lost. A failure that passes (Redis away again,
+//! no answer) stops the replay where it is, so no later turn overtakes it; one that
+//! does not (the key holds something else) discards that turn with an error in the log
+//! and goes on.
 
+use super::scripts::Appended;
 use super::Link;
-use crate::storage::journal::{Journal, Outcome};
-use crate::storage::StorageError;
+use crate::storage::journal::{Journal, Outcome, Record};
+use crate::storage::{StorageError, Turn};
 use exai_proto::StorageBackend;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -90,41 +93,79 @@ async fn replay_batch(
 ) -> Result<(), StorageError> {
     let seqs = journal.oldest(BATCH);
     let reader = journal.clone();
-    let records = tokio::task::spawn_blocking(move || reader.read(&seqs))
+    let read = tokio::task::spawn_blocking(move || reader.read(&seqs))
         .await
         .unwrap_or_default();
-    let mut done = Vec::with_capacity(records.len());
-    let mut stopped = Ok(());
-    for (seq, record) in records {
-        let Some(record) = record else {
-            done.push((seq, Outcome::Damaged));
-            continue;
-        };
-        let append = link.append(&record.conversation, &record.turn, max_turns, true);
-        let appended = tokio::time::timeout(link.timeout, append)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StorageError::Timeout {
-                    backend: StorageBackend::Redis,
-                    millis: link.timeout.as_millis() as u64,
-                })
-            });
-        match appended {
-            Ok(()) => done.push((seq, Outcome::Replayed)),
-            Err(e) if e.is_transient() => {
-                stopped = Err(e);
-                break;
-            }
-            Err(e) => {
-                tracing::error!(conversation = %record.conversation, error = %crate::cause::chain(&e),
-                    "storage journal: Redis will not take a kept turn; it is discarded");
-                done.push((seq, Outcome::Discarded));
-            }
+    let mut done = Vec::with_capacity(read.len());
+    let mut records = Vec::with_capacity(read.len());
+    for (seq, record) in read {
+        match record {
+            Some(record) => records.push((seq, record)),
+            None => done.push((seq, Outcome::Damaged)),
         }
     }
+    let replayed = replay_records(&records, link, max_turns, &mut done).await;
     if !done.is_empty() {
         let remover = journal.clone();
         let _ = tokio::task::spawn_blocking(move || remover.remove(&done)).await;
     }
-    stopped
+    replayed
+}
+
+/// Appends `records` in one round trip, then alone each one that needs it (an older
+/// daemon's string to convert, or a refusal to tell apart), adding to `done` the ones
+/// finished with.
+async fn replay_records(
+    records: &[(u64, Record)],
+    link: &Link,
+    max_turns: usize,
+    done: &mut Vec<(u64, Outcome)>,
+) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let turns: Vec<(&str, &Turn)> = records
+        .iter()
+        .map(|(_, r)| (r.conversation.as_str(), &r.turn))
+        .collect();
+    let answers: Vec<Option<Appended>> = match within(link, link.replay(&turns, max_turns)).await {
+        Ok(answers) => answers.into_iter().map(Some).collect(),
+        Err(e) if e.is_transient() => return Err(e),
+        // Refused for one of them, for good: each alone tells which.
+        Err(_) => records.iter().map(|_| None).collect(),
+    };
+    for ((seq, record), answer) in records.iter().zip(answers) {
+        let appended = match answer {
+            Some(Appended::Done) => Ok(()),
+            _ => {
+                let alone = link.append(&record.conversation, &record.turn, max_turns, true);
+                within(link, alone).await
+            }
+        };
+        match appended {
+            Ok(()) => done.push((*seq, Outcome::Replayed)),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::error!(conversation = %record.conversation, error = %crate::cause::chain(&e),
+                    "storage journal: Redis will not take a kept turn; it is discarded");
+                done.push((*seq, Outcome::Discarded));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `work` under the storage timeout.
+async fn within<T>(
+    link: &Link,
+    work: impl std::future::Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(link.timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StorageError::Timeout {
+                backend: StorageBackend::Redis,
+                millis: link.timeout.as_millis() as u64,
+            })
+        })
 }
