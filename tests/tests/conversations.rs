@@ -238,3 +238,45 @@ fn a_conversation_an_older_daemon_wrote_is_continued_with_its_turns_and_becomes_
     let next = chat(&mut ws, "and now?", Some("older-thread"));
     assert_eq!(next["structuredContent"]["history_turns"], 3, "{next}");
 }
+
+#[test]
+fn turns_kept_for_a_conversation_an_older_daemon_wrote_are_replayed_into_it_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let mut redis = RedisServer::start();
+    let older = json!({"turns": [
+        {"user": "an old question", "assistant": "an old answer", "model": "glm-4.5-flash", "at_unix_ms": 1_732_480_000_000u64},
+    ]});
+    redis.command(&["SET", &key("older-thread"), &older.to_string()]);
+    let daemon = start_daemon(dir.path(), &llm, &redis.url(), &[]);
+    let mut ws = session(&daemon.ws_url());
+    redis.kill();
+    for prompt in ["kept one", "kept two"] {
+        let result = chat(&mut ws, prompt, Some("older-thread"));
+        assert!(
+            text(&result).contains("this turn was kept on disk"),
+            "{result}"
+        );
+    }
+    redis.restart();
+    let prompts = wait_for("the kept turns in the conversation", PATIENCE, || {
+        let prompts = stored_prompts(&redis, "older-thread");
+        (prompts.len() >= 3).then_some(prompts)
+    });
+    assert_eq!(prompts, ["an old question", "kept one", "kept two"]);
+    assert_eq!(
+        redis
+            .command(&["TYPE", &key("older-thread")])
+            .text()
+            .as_deref(),
+        Some("list")
+    );
+    let journal = wait_for("the journal to empty", PATIENCE, || {
+        let journal = status(&mut ws)["storage"]["journal"].clone();
+        (journal["turns"] == 0).then_some(journal)
+    });
+    assert_eq!(
+        (&journal["replayed"], &journal["discarded"]),
+        (&json!(2), &json!(0))
+    );
+}
