@@ -187,9 +187,8 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
             }
         }
         let limits = Arc::new(InflightLimits::new(config.limits.global, config.limits.kimi, config.limits.glm, config.limits.max_wait));
-        // Background work besides serving: the Redis probe, the journal's replay and the
-        // Supabase uploader. Stopped after the server, so the last answers' turns are
-        // spooled.
+        // Background work besides serving: the Redis probe and the Supabase uploader.
+        // Stopped after the server, so the last answers' turns are spooled.
         let background_cancel = root.child_token();
         let background = TaskTracker::new();
         let store: Arc<dyn ConversationStore> = match &config.storage.redis_url {
