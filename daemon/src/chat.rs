@@ -1,5 +1,5 @@
 //! The `chat` tool's work, apart from MCP: choose the model, load the thread, hold a
-//! place, call the provider, save the turn — recording each step as a counter and a
+//! place, call the provider, append the turn — recording each step as a counter and a
 //! sampled event.
 
 use crate::providers::catalogue::{CatalogueHandle, Chosen, ModelError};
@@ -8,6 +8,7 @@ use crate::providers::{
     Busy, CallError, CallFailure, CallProgress, ChatRequest, InflightLimits, Message,
     ProviderClient, Role, Thinking, ThinkingType,
 };
+use crate::storage::journal::{JournalStats, Kept};
 use crate::storage::{ConversationStore, StorageError, StoreHealth, Thread, Turn};
 use crate::supabase::Persistence;
 use crate::views::{DependencyViews, StorageWatch};
@@ -245,6 +246,11 @@ impl ChatService {
         self.store.usage()
     }
 
+    /// What the storage journal holds, when the store has one (Redis).
+    pub fn storage_journal(&self) -> Option<JournalStats> {
+        self.store.journal().map(|j| j.stats())
+    }
+
     pub fn storage_backend(&self) -> exai_proto::StorageBackend {
         self.store.backend()
     }
@@ -287,7 +293,7 @@ impl ChatService {
         let in_flight = InFlight::new(&self.emitter);
         let History {
             continuation_id,
-            mut thread,
+            thread,
             notice: mut history_notice,
             stalled,
         } = self
@@ -295,6 +301,8 @@ impl ChatService {
             .await;
         let messages = messages(args.system_prompt.as_deref(), &thread, &args.prompt);
         let history_turns = thread.turns.len();
+        // The messages hold what the call needs: the thread is not kept through it.
+        drop(thread);
         let request = ChatRequest {
             model: &model.name,
             messages: &messages,
@@ -333,39 +341,30 @@ impl ChatService {
         // Only the answer joins the thread: neither provider needs earlier reasoning sent
         // back for a conversation without tool calls (both would take it only to resume
         // tool use), and it would cost input tokens on every later turn.
-        thread.push(
-            Turn {
-                user: args.prompt,
-                assistant: reply.content.clone(),
-                model: model.name.clone(),
-                at_unix_ms: crate::clock::now_unix_us() / 1000,
-            },
-            self.max_turns,
-        );
-        let persisted = match (&self.persistence, thread.turns.last()) {
-            (Some(persistence), Some(turn)) => Some(
+        let turn = Turn {
+            user: args.prompt,
+            assistant: reply.content.clone(),
+            model: model.name.clone(),
+            at_unix_ms: crate::clock::now_unix_us() / 1000,
+        };
+        let persisted = match &self.persistence {
+            Some(persistence) => Some(
                 persistence
                     .record_turn(
                         &continuation_id,
-                        turn,
+                        &turn,
                         reply.usage.prompt_tokens,
                         reply.usage.completion_tokens,
                         correlation.as_str(),
                     )
                     .await,
             ),
-            _ => None,
+            None => None,
         };
-        // After a read that timed out, a write would most likely wait out the timeout
-        // too: the chat does not pay for a stalled store twice.
-        let saved = if stalled {
-            Err("this turn was not saved".to_string())
-        } else {
-            self.save(&continuation_id, &thread, correlation)
-                .await
-                .map_err(|e| format!("{}; this turn was not saved", crate::cause::chain(&e)))
-        };
-        if let Err(saved) = saved {
+        if let Some(saved) = self
+            .save_turn(&continuation_id, &turn, stalled, correlation)
+            .await
+        {
             history_notice = Some(match history_notice {
                 Some(earlier) => format!("{earlier}; {saved}"),
                 None => saved,
@@ -404,7 +403,11 @@ impl ChatService {
             Ok(thread) => History {
                 continuation_id: id.to_string(),
                 thread: thread.unwrap_or_default(),
-                notice: None,
+                // Turns kept while Redis was away, not yet replayed: newer than what it
+                // gave, and not sent.
+                notice: self.store.journal().filter(|j| j.holds(id)).map(|_| {
+                    "this conversation's newest turns wait in the storage journal for Redis and were not sent".to_string()
+                }),
                 stalled: false,
             },
             Err(e) => History {
@@ -481,14 +484,58 @@ impl ChatService {
         result
     }
 
-    async fn save(
+    async fn append(
         &self,
         id: &str,
-        thread: &Thread,
+        turn: &Turn,
         correlation: &CorrelationId,
     ) -> Result<(), StorageError> {
-        self.timed(StorageOp::Set, correlation, self.store.save(id, thread))
-            .await
+        let append = self.store.append(id, turn, self.max_turns);
+        self.timed(StorageOp::Set, correlation, append).await
+    }
+
+    /// Adds the answered turn to its conversation; `Some` says why it is not there (yet).
+    ///
+    /// With a journal (Redis), the turn goes there instead when the read just stalled
+    /// (the write would most likely wait as long) or the journal still holds earlier
+    /// turns of this conversation (this one must land after them), and when the append
+    /// fails in a way that passes. Without one, a stalled store is not paid for twice.
+    async fn save_turn(
+        &self,
+        id: &str,
+        turn: &Turn,
+        stalled: bool,
+        correlation: &CorrelationId,
+    ) -> Option<String> {
+        let journal = self.store.journal();
+        let mut failure = None;
+        if !stalled && !journal.is_some_and(|j| j.holds(id)) {
+            match self.append(id, turn, correlation).await {
+                Ok(()) => return None,
+                Err(e) if e.is_transient() && journal.is_some() => failure = Some(e),
+                Err(e) => {
+                    return Some(format!(
+                        "{}; this turn was not saved",
+                        crate::cause::chain(&e)
+                    ))
+                }
+            }
+        }
+        let Some(journal) = journal else {
+            return Some("this turn was not saved".to_string());
+        };
+        let said = match journal.keep(id, turn).await {
+            Kept::Written => {
+                "this turn was kept on disk and joins the conversation when Redis takes it"
+                    .to_string()
+            }
+            Kept::Late => "this turn is being written to the storage journal (its disk is slow) and joins the conversation when Redis takes it".to_string(),
+            Kept::Refused(e) => format!("this turn was not saved: {}", crate::cause::chain(&e)),
+        };
+        Some(match failure {
+            Some(e) => format!("{}; {said}", crate::cause::chain(&e)),
+            None => said,
+        })
     }
 
     /// Runs a storage operation under the storage timeout, counting and sampling it.

@@ -453,7 +453,7 @@ impl DaemonConfig {
                 at_least(1 << 20),
             )?,
         };
-        let storage = persistence::storage(&s, flags)?;
+        let storage = persistence::storage(env, &s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;
         let shutdown_grace = Duration::from_secs(s.get_checked(
             "EXAI_SHUTDOWN_GRACE_S",

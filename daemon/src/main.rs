@@ -10,7 +10,7 @@ use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, Ret
 use exai_daemon::server::{self, Server, ShutdownStages};
 use exai_daemon::storage::memory::MemoryStore;
 use exai_daemon::storage::redis::RedisStore;
-use exai_daemon::storage::ConversationStore;
+use exai_daemon::storage::{ConversationStore, Journal};
 use exai_daemon::supabase::Persistence;
 use exai_daemon::tasks::TaskStore;
 use exai_daemon::tools::Tools;
@@ -194,7 +194,11 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
         let store: Arc<dyn ConversationStore> = match &config.storage.redis_url {
             Some(url) => {
                 info!(url = %exai_daemon::config::redact_url(url.expose()), "conversations in Redis");
-                Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token(), &background)?)
+                let journal_dir = config.storage.journal_dir(&identity.name);
+                let journal = Journal::open(&journal_dir, config.storage.journal_max_bytes, config.storage.timeout)
+                    .with_context(|| format!("cannot open the storage journal {}", journal_dir.display()))?;
+                Arc::new(RedisStore::start(url.expose(), config.conversations.ttl, config.storage.timeout, background_cancel.child_token(), &background)?
+                    .with_journal(journal, config.conversations.max_turns, background_cancel.child_token(), &background))
             }
             None => Arc::new(MemoryStore::new(
                 config.conversations.ttl,

@@ -2,6 +2,7 @@
 //! scrape their metrics, and wait for what a user would observe.
 
 pub mod compose;
+pub mod conversation;
 pub mod drill;
 pub mod fake_llm;
 pub mod fake_postgrest;

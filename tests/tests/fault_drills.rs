@@ -3,9 +3,10 @@
 //! restarted, the daemon is SIGKILLed and restarted, Redis is killed, then stalled with
 //! SIGSTOP, then back, and Supabase is down; then each fault mode of the fake provider
 //! hits 16 chats at once. Each drill asserts what a user would see (no failed chat where
-//! none may fail, counts exact, history said to be missing, every turn upstream once,
-//! places given back) and adds a row to the fault table, printed at the end: chats sent
-//! and failed, p99 before and during, time to recover, data lost. BENCHMARKS.md shows it.
+//! none may fail, counts exact, history said to be missing and the turns kept meanwhile
+//! replayed, every turn upstream once, places given back) and adds a row to the fault
+//! table, printed at the end: chats sent and failed, p99 before and during, time to
+//! recover, data lost. BENCHMARKS.md shows it.
 //!
 //! The drills run one after another in one test so that they do not share the machine's
 //! two cores with each other; a failed drill does not stop the others, and the table is
@@ -16,7 +17,7 @@ use exai_tests::drill::{self, Arguments, Call, ChatLoad, Row};
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::fake_postgrest::{FakePostgrest, Fault};
 use exai_tests::redis::RedisServer;
-use exai_tests::{mcp, wait_for, Agent, Daemon, PATIENCE};
+use exai_tests::{conversation, mcp, wait_for, Agent, Daemon, PATIENCE};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -200,6 +201,11 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
+/// The `status` tool's view of the storage journal.
+fn journal(ws: &mut mcp::RawWs) -> serde_json::Value {
+    conversation::status(ws)["storage"]["journal"].clone()
+}
+
 /// Chats whose answer says the history was not there.
 fn blind(calls: &[Call]) -> usize {
     calls
@@ -219,8 +225,13 @@ fn redis_outages(dir: &Path) -> Vec<Row> {
         &[
             ("REDIS_URL", redis.url()),
             ("EXAI_STORAGE_TIMEOUT_MS", timeout_ms.to_string()),
+            (
+                "EXAI_STORAGE_JOURNAL_DIR",
+                dir.join("redis-journal").display().to_string(),
+            ),
         ],
     );
+    let mut watch = conversation::session(&daemon.ws_url());
     // Each session keeps one conversation going.
     let arguments: Arguments = Arc::new(
         |session, n, _| json!({"prompt": format!("redis drill {session}-{n}"), "continuation_id": format!("drill-redis-{session}")}),
@@ -237,6 +248,7 @@ fn redis_outages(dir: &Path) -> Vec<Row> {
             Some("CONT"),
         ),
     ] {
+        let replayed_before = journal(&mut watch)["replayed"].as_u64().unwrap();
         let start = Instant::now();
         match stop {
             Some(sig) => signal(redis.pid().expect("redis runs"), sig),
@@ -254,6 +266,11 @@ fn redis_outages(dir: &Path) -> Vec<Row> {
                 .iter()
                 .find(|c| c.result["structuredContent"]["history_available"] == true)
                 .map(|c| c.sent + c.latency)
+        });
+        // Every turn kept on disk meanwhile joins its conversation.
+        let (replayed_at, stats) = wait_for("the journal to empty", PATIENCE, || {
+            let stats = journal(&mut watch);
+            (stats["turns"] == 0).then(|| (Instant::now(), stats))
         });
         load.wait_calls(PHASE / 4);
         let before = load.between(began, start);
@@ -273,6 +290,24 @@ fn redis_outages(dir: &Path) -> Vec<Row> {
             "every chat without its history says so"
         );
         assert!(blind(&during) > 0, "{fault}: no chat noticed");
+        let kept = load
+            .between(start, replayed_at)
+            .iter()
+            .filter(|c| {
+                c.result["content"][0]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("this turn was kept on disk"))
+            })
+            .count() as u64;
+        assert!(kept > 0, "{fault}: no turn kept");
+        assert_eq!(
+            (&stats["refused"], &stats["damaged"], &stats["discarded"]),
+            (&json!(0), &json!(0), &json!(0)),
+            "{stats}"
+        );
+        // Every turn kept since the fault was replayed before the journal emptied.
+        let replayed = stats["replayed"].as_u64().unwrap() - replayed_before;
+        assert!(replayed >= kept, "{kept} turns kept, {replayed} replayed");
         rows.push(row(
             fault,
             &before[before.len().saturating_sub(PHASE)..],
@@ -282,8 +317,9 @@ fn redis_outages(dir: &Path) -> Vec<Row> {
                 ms(recovered.saturating_duration_since(back))
             ),
             format!(
-                "{} chats answered without history (said so; EXAI_STORAGE_TIMEOUT_MS={timeout_ms}); those turns may be missing from their conversations",
-                blind(&during)
+                "none: {} chats answered without history (said so; EXAI_STORAGE_TIMEOUT_MS={timeout_ms}); their {kept} turns kept on disk, all in their conversations {} after Redis",
+                blind(&during),
+                ms(replayed_at.saturating_duration_since(back))
             ),
         ));
     }

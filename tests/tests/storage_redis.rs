@@ -2,72 +2,32 @@
 //! daemon restart, expires and is capped; a Redis that dies, is down at start or stalls
 //! costs the history (said so in the answer), never the answer, and comes back alone.
 
+use exai_tests::conversation::{
+    chat, continuation, key, sent_to_provider, status, stored_prompts, stored_turns,
+};
 use exai_tests::fake_llm::FakeLlmProc;
-use exai_tests::mcp::{self, result_text, RawWs};
-use exai_tests::metrics::http_get;
-use exai_tests::redis::{RedisServer, SilentListener};
+use exai_tests::mcp::{result_text, RawWs};
+use exai_tests::redis::{RedisServer, Reply, SilentListener};
 use exai_tests::{wait_for, Agent, Daemon, PATIENCE};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A daemon keeping conversations in `redis_url`, its journal in `dir/journal`.
 fn start_daemon(dir: &Path, llm: &FakeLlmProc, redis_url: &str, env: &[(&str, &str)]) -> Daemon {
-    let mut all = vec![("REDIS_URL", redis_url.to_string())];
+    let mut all = vec![
+        ("REDIS_URL", redis_url.to_string()),
+        (
+            "EXAI_STORAGE_JOURNAL_DIR",
+            dir.join("journal").display().to_string(),
+        ),
+    ];
     all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
     Daemon::with_llm(&dir.join("events.sock"), llm.port, &all)
 }
 
 fn session(daemon: &Daemon) -> RawWs {
-    let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
-    ws.initialize("2025-11-25");
-    ws
-}
-
-/// A chat that must succeed; returns the tool result.
-fn chat(ws: &mut RawWs, prompt: &str, continuation: Option<&str>) -> Value {
-    let mut args = json!({"prompt": prompt});
-    if let Some(id) = continuation {
-        args["continuation_id"] = id.into();
-    }
-    let response = ws.call_tool("chat", args);
-    let result = response["result"].clone();
-    assert_eq!(result["isError"], false, "{response}");
-    result
-}
-
-fn continuation(result: &Value) -> String {
-    result["_meta"]["continuation_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// The messages of the provider request whose last message is `prompt`.
-fn sent_to_provider(llm: &FakeLlmProc, prompt: &str) -> Vec<(String, String)> {
-    let (_, body) = http_get(llm.port, "/_requests").expect("fake-llm answers /_requests");
-    let requests: Vec<Value> = serde_json::from_str(&body).unwrap();
-    let request = requests
-        .iter()
-        .rev()
-        .find(|r| {
-            r["body"]["messages"]
-                .as_array()
-                .and_then(|m| m.last())
-                .map(|m| &m["content"])
-                == Some(&json!(prompt))
-        })
-        .unwrap_or_else(|| panic!("no provider request ending with {prompt:?}"));
-    request["body"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap().to_string(),
-                m["content"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    exai_tests::conversation::session(&daemon.ws_url())
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -75,10 +35,6 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
-}
-
-fn status(ws: &mut RawWs) -> Value {
-    ws.call_tool("status", json!({}))["result"]["structuredContent"].clone()
 }
 
 #[test]
@@ -105,14 +61,22 @@ fn history_reaches_the_provider_survives_a_daemon_restart_and_expires() {
         ])
     );
 
-    // The documented value format, under the documented key, with the TTL set.
-    let key = format!("exai:thread:{id}");
-    let stored: Value =
-        serde_json::from_str(&redis.command(&["GET", &key]).text().unwrap()).unwrap();
-    assert_eq!(stored["turns"].as_array().unwrap().len(), 2);
-    assert_eq!(stored["turns"][1]["user"], "and why a checksum?");
-    assert_eq!(stored["turns"][1]["assistant"], "echo: and why a checksum?");
-    assert!(stored["turns"][1]["at_unix_ms"].as_u64().unwrap() > 0);
+    // The documented layout, under the documented key, with the TTL set: a list, one
+    // turn's JSON per element, oldest first.
+    let key = key(&id);
+    assert_eq!(
+        redis.command(&["TYPE", &key]).text().as_deref(),
+        Some("list")
+    );
+    let Reply::Array(items) = redis.command(&["LRANGE", &key, "0", "-1"]) else {
+        panic!("LRANGE {key}")
+    };
+    assert_eq!(items.len(), 2);
+    let second: Value = serde_json::from_str(&items[1].text().unwrap()).unwrap();
+    assert_eq!(second["user"], "and why a checksum?");
+    assert_eq!(second["assistant"], "echo: and why a checksum?");
+    assert_eq!(second["model"], "glm-4.5-flash");
+    assert!(second["at_unix_ms"].as_u64().unwrap() > 0);
     let ttl = redis.command(&["TTL", &key]).integer();
     assert!(ttl > 7000 && ttl <= 7200, "TTL {ttl} for 2 hours");
 
@@ -123,11 +87,17 @@ fn history_reaches_the_provider_survives_a_daemon_restart_and_expires() {
     let third = chat(&mut ws, "still there?", Some(&id));
     assert_eq!(third["structuredContent"]["history_turns"], 2, "{third}");
     assert_eq!(sent_to_provider(&llm, "still there?").len(), 5);
-    let status = status(&mut ws);
+    let storage = status(&mut ws)["storage"].clone();
     assert_eq!(
-        status["storage"],
-        json!({"backend": "redis", "reachable": true, "error": null})
+        (
+            &storage["backend"],
+            &storage["reachable"],
+            &storage["error"]
+        ),
+        (&json!("redis"), &json!(true), &Value::Null),
+        "{storage}"
     );
+    assert_eq!(storage["journal"]["turns"], 0, "{storage}");
 }
 
 #[test]
@@ -151,20 +121,7 @@ fn only_the_newest_turns_are_kept() {
             "{result}"
         );
     }
-    let stored: Value = serde_json::from_str(
-        &redis
-            .command(&["GET", &format!("exai:thread:{id}")])
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
-    let users: Vec<&str> = stored["turns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["user"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["q3", "q4", "q5"]);
+    assert_eq!(stored_prompts(&redis, &id), ["q3", "q4", "q5"]);
     let sent = sent_to_provider(&llm, "q5");
     assert_eq!(
         sent.first().unwrap().1,
@@ -217,14 +174,23 @@ fn a_redis_killed_mid_run_costs_history_not_answers_and_comes_back_alone() {
         (status(&mut ws)["storage"]["reachable"] == true).then_some(())
     });
     daemon.proc.wait_for_log("Redis reachable again");
+    // The turn answered meanwhile joins the conversation from the journal.
+    wait_for("the journal to empty", PATIENCE, || {
+        (status(&mut ws)["storage"]["journal"]["turns"] == 0).then_some(())
+    });
     let back = chat(&mut ws, "and now?", Some(&id));
     assert_eq!(
         back["structuredContent"]["history_available"], true,
         "{back}"
     );
-    // The turn saved before the kill is back (Redis kept it on disk).
-    assert_eq!(back["structuredContent"]["history_turns"], 1);
-    assert_eq!(sent_to_provider(&llm, "and now?")[0].1, "remember me");
+    // The turn saved before the kill is back (Redis kept it on disk), and the one
+    // answered while it was down follows it.
+    assert_eq!(back["structuredContent"]["history_turns"], 2);
+    let sent = sent_to_provider(&llm, "and now?");
+    assert_eq!(
+        (&*sent[0].1, &*sent[2].1),
+        ("remember me", "do you remember?")
+    );
 }
 
 #[test]
@@ -238,11 +204,16 @@ fn a_redis_down_at_start_is_picked_up_when_it_comes() {
     let mut ws = session(&daemon);
     let first = chat(&mut ws, "hello", None);
     assert_eq!(first["structuredContent"]["history_available"], false);
-    assert!(result_text(&json!({"result": first})).contains("this turn was not saved"));
+    assert!(result_text(&json!({"result": first})).contains("this turn was kept on disk"));
 
     redis.restart();
     wait_for("the daemon to find Redis", PATIENCE, || {
         (status(&mut ws)["storage"]["reachable"] == true).then_some(())
+    });
+    // The turn answered before Redis came is in its conversation once it did.
+    let first_id = continuation(&first);
+    wait_for("the kept turn in its conversation", PATIENCE, || {
+        (stored_turns(&redis, &first_id).len() == 1).then_some(())
     });
     let id = continuation(&chat(&mut ws, "one", None));
     let two = chat(&mut ws, "two", Some(&id));

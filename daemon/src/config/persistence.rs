@@ -14,6 +14,23 @@ pub struct StorageConfig {
     /// Longest one storage read or write may take before the chat goes on without it,
     /// and the Redis connect and response timeout.
     pub timeout: Duration,
+    /// Where turns Redis could not take wait for it (EXAI_STORAGE_JOURNAL_DIR); `None`
+    /// means [`StorageConfig::journal_dir`]'s default, which needs the daemon's name.
+    pub journal_dir: Option<PathBuf>,
+    /// The state directory the default journal goes in, beside the spool's default.
+    pub journal_home: PathBuf,
+    /// Past this many bytes of kept turns a new one is refused (and counted).
+    pub journal_max_bytes: u64,
+}
+
+impl StorageConfig {
+    /// The journal's directory: EXAI_STORAGE_JOURNAL_DIR, or `journal/<daemon name>` in
+    /// the state directory, so that daemons side by side each have their own.
+    pub fn journal_dir(&self, daemon_name: &str) -> PathBuf {
+        self.journal_dir
+            .clone()
+            .unwrap_or_else(|| self.journal_home.join("journal").join(daemon_name))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,18 +57,23 @@ pub struct SupabaseConfig {
     pub test_hold_file: Option<PathBuf>,
 }
 
-/// The spool's default home: durable across reboots, unlike `/tmp`.
-fn default_spool_dir(env: &dyn EnvSource) -> PathBuf {
+/// The daemon's state directory, home of the spool and the journal by default: durable
+/// across reboots, unlike `/tmp`.
+fn state_dir(env: &dyn EnvSource) -> PathBuf {
     match env.get("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(state) => PathBuf::from(state).join("exai/spool"),
+        Some(state) => PathBuf::from(state).join("exai"),
         None => match env.get("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".local/state/exai/spool"),
-            None => PathBuf::from("/var/tmp/exai/spool"),
+            Some(home) => PathBuf::from(home).join(".local/state/exai"),
+            None => PathBuf::from("/var/tmp/exai"),
         },
     }
 }
 
-pub(super) fn storage(s: &Settings, flags: &Flags) -> Result<StorageConfig, SettingError> {
+pub(super) fn storage(
+    env: &dyn EnvSource,
+    s: &Settings,
+    flags: &Flags,
+) -> Result<StorageConfig, SettingError> {
     let url: String = s
         .get_checked(
             "REDIS_URL",
@@ -81,11 +103,25 @@ pub(super) fn storage(s: &Settings, flags: &Flags) -> Result<StorageConfig, Sett
         10..=60_000 => Ok(()),
         _ => Err("expected 10 to 60000 ms".into()),
     })?;
+    let journal_dir: String = s.get("EXAI_STORAGE_JOURNAL_DIR", None, String::new())?;
     Ok(StorageConfig {
         redis_url: Some(url.trim().to_string())
             .filter(|u| !u.is_empty())
             .map(Secret::new),
         timeout: Duration::from_millis(timeout_ms),
+        journal_dir: Some(journal_dir.trim())
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+        journal_home: state_dir(env),
+        journal_max_bytes: s.get_checked(
+            "EXAI_STORAGE_JOURNAL_MAX_BYTES",
+            None,
+            64u64 << 20,
+            |n| match n {
+                65_536.. => Ok(()),
+                _ => Err("must be at least 65536 bytes".into()),
+            },
+        )?,
     })
 }
 
@@ -136,7 +172,7 @@ pub(super) fn supabase(
         spool_dir: s.get(
             "EXAI_SPOOL_DIR",
             flag("--spool-dir", &flags.spool_dir),
-            default_spool_dir(env),
+            state_dir(env).join("spool"),
         )?,
         spool_max_bytes: s.get_checked(
             "EXAI_SPOOL_MAX_BYTES",
@@ -189,6 +225,39 @@ mod tests {
         assert_eq!(config.storage.redis_url, None);
         assert_eq!(config.storage.timeout, Duration::from_millis(500));
         assert_eq!(config.supabase, None);
+    }
+
+    #[test]
+    fn the_journal_sits_beside_the_spool_one_per_daemon_unless_told() {
+        let config = DaemonConfig::load(&[("HOME", "/home/u")], &Flags::default()).unwrap();
+        assert_eq!(
+            config.storage.journal_dir("host:8079"),
+            PathBuf::from("/home/u/.local/state/exai/journal/host:8079")
+        );
+        assert_eq!(config.storage.journal_max_bytes, 64 << 20);
+        let env = [
+            ("XDG_STATE_HOME", "/state"),
+            ("EXAI_STORAGE_JOURNAL_MAX_BYTES", "1048576"),
+        ];
+        let config = DaemonConfig::load(&env, &Flags::default()).unwrap();
+        assert_eq!(
+            config.storage.journal_dir("d1"),
+            PathBuf::from("/state/exai/journal/d1")
+        );
+        assert_eq!(config.storage.journal_max_bytes, 1 << 20);
+        let env = [("EXAI_STORAGE_JOURNAL_DIR", "/data/journal")];
+        let config = DaemonConfig::load(&env, &Flags::default()).unwrap();
+        assert_eq!(
+            config.storage.journal_dir("d1"),
+            PathBuf::from("/data/journal")
+        );
+        let env = [("EXAI_STORAGE_JOURNAL_MAX_BYTES", "100")];
+        let err = DaemonConfig::load(&env, &Flags::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EXAI_STORAGE_JOURNAL_MAX_BYTES=\"100\": must be at least"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! a bound on how many are kept and a budget of bytes (`EXAI_MEMORY_STORE_MAX_BYTES`).
 //! Past either bound whole threads go, the least recently written first: a thread's time
 //! to live restarts with each write, so that is also the one closest to expiry.
+//!
+//! A turn is appended under the store's lock, so concurrent chats continuing one
+//! conversation each keep their turn, in the order they took the lock.
 
-use super::{ConversationStore, StorageError, StoreUsage, Thread};
+use super::{ConversationStore, StorageError, StoreUsage, Thread, Turn};
 use exai_proto::StorageBackend;
 use futures_util::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
@@ -149,52 +152,56 @@ impl ConversationStore for MemoryStore {
         })
     }
 
-    fn save<'a>(
+    fn append<'a>(
         &'a self,
         id: &'a str,
-        thread: &'a Thread,
+        turn: &'a Turn,
+        max_turns: usize,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let bytes = thread_bytes(id, thread);
+            // Copied before the lock is taken: the lock only moves pointers and counts.
+            let turn = turn.clone();
+            let now = Instant::now();
+            let mut inner = self.lock();
+            let (mut thread, expired) = match inner.remove(id) {
+                Some(entry) if entry.expires > now => (entry.thread, None),
+                other => (Arc::default(), other),
+            };
+            // Deep-copies only when a reader is copying this thread out at this moment.
+            Arc::make_mut(&mut thread).push(turn, max_turns);
+            let bytes = thread_bytes(id, &thread);
             if bytes > self.max_bytes {
                 // Kept, it would push out every other thread and still not fit: the
                 // earlier turns go too, rather than standing for the whole thread.
-                self.lock().remove(id);
+                drop(inner);
+                drop((thread, expired));
                 return Err(StorageError::TooLarge {
                     bytes,
                     max: self.max_bytes,
                 });
             }
-            let thread = Arc::new(thread.clone());
-            let now = Instant::now();
-            let replaced = {
-                let mut inner = self.lock();
-                let replaced = inner.remove(id);
-                inner.expire(now);
-                while inner.threads.len() >= self.max_threads
-                    || inner.bytes + bytes > self.max_bytes
-                {
-                    if !inner.evict_oldest() {
-                        break;
-                    }
+            inner.expire(now);
+            while inner.threads.len() >= self.max_threads || inner.bytes + bytes > self.max_bytes {
+                if !inner.evict_oldest() {
+                    break;
                 }
-                let written = inner.next_write;
-                inner.next_write += 1;
-                inner.by_age.insert(written, id.to_string());
-                inner.bytes += bytes;
-                inner.threads.insert(
-                    id.to_string(),
-                    Entry {
-                        thread,
-                        expires: now + self.ttl,
-                        written,
-                        bytes,
-                    },
-                );
-                replaced
-            };
-            // The old version is freed outside the lock.
-            drop(replaced);
+            }
+            let written = inner.next_write;
+            inner.next_write += 1;
+            inner.by_age.insert(written, id.to_string());
+            inner.bytes += bytes;
+            inner.threads.insert(
+                id.to_string(),
+                Entry {
+                    thread,
+                    expires: now + self.ttl,
+                    written,
+                    bytes,
+                },
+            );
+            drop(inner);
+            // An expired thread is freed outside the lock.
+            drop(expired);
             Ok(())
         })
     }
@@ -203,58 +210,135 @@ impl ConversationStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Turn;
 
-    fn thread(n: &str) -> Thread {
-        Thread {
-            turns: vec![Turn {
-                user: n.into(),
-                assistant: "a".into(),
-                model: "m".into(),
-                at_unix_ms: 0,
-            }],
+    const TURNS: usize = 20;
+
+    fn turn(user: &str) -> Turn {
+        Turn {
+            user: user.into(),
+            assistant: "a".into(),
+            model: "m".into(),
+            at_unix_ms: 0,
         }
     }
 
-    fn sized(text_bytes: usize) -> Thread {
+    fn thread(users: &[&str]) -> Thread {
         Thread {
-            turns: vec![Turn {
-                user: "u".repeat(text_bytes),
-                assistant: String::new(),
-                model: String::new(),
-                at_unix_ms: 0,
-            }],
+            turns: users.iter().map(|u| turn(u)).collect(),
         }
+    }
+
+    fn sized(text_bytes: usize) -> Turn {
+        Turn {
+            user: "u".repeat(text_bytes),
+            assistant: String::new(),
+            model: String::new(),
+            at_unix_ms: 0,
+        }
+    }
+
+    fn one_turn_bytes(id: &str, text_bytes: usize) -> usize {
+        thread_bytes(
+            id,
+            &Thread {
+                turns: vec![sized(text_bytes)],
+            },
+        )
     }
 
     #[tokio::test]
     async fn keeps_threads_until_they_expire_and_bounds_their_number() {
         let store = MemoryStore::new(Duration::from_secs(60), 2, usize::MAX);
-        store.save("a", &thread("a")).await.unwrap();
-        store.save("b", &thread("b")).await.unwrap();
-        assert_eq!(store.load("a").await.unwrap(), Some(thread("a")));
-        store.save("c", &thread("c")).await.unwrap();
+        store.append("a", &turn("a"), TURNS).await.unwrap();
+        store.append("b", &turn("b"), TURNS).await.unwrap();
+        assert_eq!(store.load("a").await.unwrap(), Some(thread(&["a"])));
+        store.append("c", &turn("c"), TURNS).await.unwrap();
         assert_eq!(store.len(), 2);
         assert_eq!(
             store.load("a").await.unwrap(),
             None,
             "the least recently written was evicted"
         );
-        assert_eq!(store.load("c").await.unwrap(), Some(thread("c")));
+        assert_eq!(store.load("c").await.unwrap(), Some(thread(&["c"])));
 
         let short = MemoryStore::new(Duration::ZERO, 10, usize::MAX);
-        short.save("x", &thread("x")).await.unwrap();
+        short.append("x", &turn("x"), TURNS).await.unwrap();
         assert_eq!(short.load("x").await.unwrap(), None);
-        short.save("y", &thread("y")).await.unwrap();
+        short.append("x", &turn("x2"), TURNS).await.unwrap();
+        assert_eq!(
+            short.load("x").await.unwrap(),
+            None,
+            "an expired thread starts again"
+        );
+        short.append("y", &turn("y"), TURNS).await.unwrap();
         assert_eq!(short.len(), 1, "expired threads go at the next write");
     }
 
     #[tokio::test]
+    async fn appends_follow_the_turns_before_them_and_trimming_keeps_the_newest() {
+        let store = MemoryStore::new(Duration::from_secs(60), 10, usize::MAX);
+        for i in 0..5 {
+            store.append("t", &turn(&format!("q{i}")), 3).await.unwrap();
+        }
+        assert_eq!(
+            store.load("t").await.unwrap(),
+            Some(thread(&["q2", "q3", "q4"]))
+        );
+        let usage = store.usage().unwrap();
+        assert_eq!(usage.bytes, thread_bytes("t", &thread(&["q2", "q3", "q4"])));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_tasks_appending_to_one_conversation_keep_every_turn() {
+        let store = Arc::new(MemoryStore::new(Duration::from_secs(60), 10, usize::MAX));
+        let tasks: Vec<_> = (0..64)
+            .map(|task| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..50 {
+                        let user = format!("task {task} turn {i}");
+                        store.append("shared", &turn(&user), 10_000).await.unwrap();
+                        // Readers copying the thread out meanwhile must not cost a turn.
+                        if i % 7 == 0 {
+                            store.load("shared").await.unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let turns = store.load("shared").await.unwrap().unwrap().turns;
+        assert_eq!(turns.len(), 64 * 50);
+        let kept: std::collections::HashSet<&str> = turns.iter().map(|t| t.user.as_str()).collect();
+        assert_eq!(kept.len(), 64 * 50, "every turn once");
+        // Each task's own turns stay in the order it appended them.
+        for task in 0..64 {
+            let prefix = format!("task {task} turn ");
+            let order: Vec<usize> = turns
+                .iter()
+                .filter_map(|t| t.user.strip_prefix(&prefix))
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(order, (0..50).collect::<Vec<_>>(), "task {task}");
+        }
+        assert_eq!(
+            store.bytes(),
+            thread_bytes("shared", &Thread { turns }),
+            "the byte count follows the appends"
+        );
+    }
+
+    #[tokio::test]
     async fn the_byte_budget_holds_and_whole_threads_go_oldest_first() {
-        let one = thread_bytes("t0", &sized(1000));
+        let one = one_turn_bytes("t0", 1000);
         let store = MemoryStore::new(Duration::from_secs(60), 1000, 3 * one);
         for i in 0..10 {
-            store.save(&format!("t{i}"), &sized(1000)).await.unwrap();
+            store
+                .append(&format!("t{i}"), &sized(1000), TURNS)
+                .await
+                .unwrap();
             assert!(store.bytes() <= 3 * one, "after {i}: {}", store.bytes());
         }
         assert_eq!(store.len(), 3);
@@ -264,22 +348,30 @@ mod tests {
         for kept in 7..10 {
             assert!(store.load(&format!("t{kept}")).await.unwrap().is_some());
         }
-        // Rewriting a thread makes it the youngest.
-        store.save("t7", &sized(1000)).await.unwrap();
-        store.save("t10", &sized(1000)).await.unwrap();
+        // Appending to a thread makes it the youngest; its second turn makes it larger, so
+        // the oldest other thread goes to make room.
+        store.append("t7", &sized(10), TURNS).await.unwrap();
         assert!(store.load("t7").await.unwrap().is_some());
         assert_eq!(store.load("t8").await.unwrap(), None);
+        assert!(store.bytes() <= 3 * one, "{}", store.bytes());
 
         // A thread that alone is over the budget is refused, and its old turns dropped.
-        let err = store.save("t9", &sized(4 * one)).await.unwrap_err();
+        let err = store
+            .append("t7", &sized(4 * one), TURNS)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StorageError::TooLarge { .. }), "{err}");
         assert!(
             err.to_string().contains("EXAI_MEMORY_STORE_MAX_BYTES"),
             "{err}"
         );
-        assert_eq!(store.load("t9").await.unwrap(), None);
+        assert_eq!(store.load("t7").await.unwrap(), None);
         let usage = store.usage().unwrap();
-        let kept = thread_bytes("t7", &sized(1000)) + thread_bytes("t10", &sized(1000));
-        assert_eq!((usage.threads, usage.bytes), (2, kept));
+        let kept = store
+            .load("t9")
+            .await
+            .unwrap()
+            .map_or(0, |t| thread_bytes("t9", &t));
+        assert_eq!((usage.threads, usage.bytes), (1, kept));
     }
 }

@@ -1,8 +1,17 @@
 //! Conversation threads, keyed by `continuation_id`. The in-memory store is the embedded
 //! default; Redis (when `REDIS_URL` is set) is another implementation of the same trait.
+//!
+//! A turn joins its conversation by an append that is atomic in the backend, never by
+//! reading the thread, adding to it and writing it back: two chats continuing one
+//! conversation at once (on one daemon or several sharing Redis) both keep their turn.
+//! A turn Redis cannot take goes to the [`journal`] on disk and joins its conversation
+//! when Redis answers again.
 
+pub mod journal;
 pub mod memory;
 pub mod redis;
+
+pub use journal::Journal;
 
 use exai_proto::{StorageBackend, StorageErrorKind};
 use futures_util::future::BoxFuture;
@@ -69,6 +78,15 @@ pub struct StoreUsage {
 }
 
 impl StorageError {
+    /// Whether the backend may take the same write later (it was away or slow), so the
+    /// turn is worth keeping for it; a refusal about the data itself is not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Unavailable { .. } | StorageError::Timeout { .. }
+        )
+    }
+
     /// What the failure was, as the heartbeat reports it.
     pub fn kind(&self) -> StorageErrorKind {
         match self {
@@ -103,13 +121,23 @@ pub trait ConversationStore: Send + Sync {
         None
     }
 
+    /// Where turns go that the backend could not take, to join their conversation when
+    /// it answers again: Redis has one; memory cannot be away.
+    fn journal(&self) -> Option<&Journal> {
+        None
+    }
+
+    /// The conversation's turns, oldest first, in one round trip.
     fn load<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Thread>, StorageError>>;
 
-    /// Stores the whole thread and restarts its time to live.
-    fn save<'a>(
+    /// Adds `turn` after the conversation's others in one atomic step, keeps only its
+    /// newest `max_turns`, and restarts its time to live. Concurrent appends to one
+    /// conversation all land, in the order the backend receives them.
+    fn append<'a>(
         &'a self,
         id: &'a str,
-        thread: &'a Thread,
+        turn: &'a Turn,
+        max_turns: usize,
     ) -> BoxFuture<'a, Result<(), StorageError>>;
 }
 

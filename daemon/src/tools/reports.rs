@@ -173,6 +173,10 @@ fn storage_status(chat: &ChatService) -> Value {
         status["bytes"] = usage.bytes.into();
         status["max_bytes"] = usage.max_bytes.into();
     }
+    if let Some(j) = chat.storage_journal() {
+        status["journal"] = json!({"turns": j.turns, "bytes": j.bytes, "max_bytes": j.max_bytes, "refused": j.refused,
+                                   "damaged": j.damaged, "replayed": j.replayed, "discarded": j.discarded});
+    }
     status
 }
 
