@@ -243,7 +243,13 @@ impl TaskStore {
             max: self.config.max,
             max_per_owner: self.config.max_per_owner,
         };
-        let created = on_backend!(self, b => b.create(new, limits))?;
+        let created = match on_backend!(self, b => b.create(new, limits)) {
+            // A quota as large as the store is the store's bound, named as such.
+            Err(TaskError::OwnerQuota { .. }) if limits.max_per_owner >= limits.max => {
+                Err(TaskError::Full { max: limits.max })
+            }
+            other => other,
+        }?;
         let (done, _) = watch::channel(false);
         let task = Arc::new(TaskHandle {
             id,

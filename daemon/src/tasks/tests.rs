@@ -241,3 +241,21 @@ async fn a_ttl_is_kept_within_its_bounds() {
         .unwrap();
     assert_eq!(short.created.ttl_ms, 1000);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_as_large_as_the_store_is_reported_as_the_store_being_full() {
+    let store = TaskStore::memory(
+        TaskConfig {
+            max: 1,
+            max_per_owner: 1,
+            ..config()
+        },
+        Duration::from_secs(1),
+        "daemon-a".into(),
+    );
+    store.create("alice", "chat", None).await.unwrap();
+    assert_eq!(
+        store.create("alice", "chat", None).await.unwrap_err(),
+        TaskError::Full { max: 1 }
+    );
+}
