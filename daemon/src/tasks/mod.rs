@@ -370,7 +370,8 @@ impl TaskStore {
             "lease_ms": self.config.lease.as_millis() as u64,
             "running_here": self.local().len(),
         });
-        match (self.held().await, self.list(owner).await) {
+        // At once: against a stalled Redis, `status` waits one timeout, not two.
+        match tokio::join!(self.held(), self.list(owner)) {
             (Ok(held), Ok(mine)) => {
                 let now_ms = crate::clock::now_unix_us() / 1000;
                 let mut counts = [0usize; 4];
