@@ -1,5 +1,5 @@
 //! Tasks in this daemon's memory: the backend when there is no `REDIS_URL`. The same
-//! rules as the Redis backend (`redis.rs`), under one lock, on tokio's clock so that
+//! rules as the Redis backend (`redis/`), under one lock, on tokio's clock so that
 //! tests can move time.
 
 use super::view::{lapsed, Finished, TaskError, TaskOutcome, TaskStatus, TaskView};

@@ -3,7 +3,7 @@
 //! The API here knows no protocol revision: `mcp::tasks` speaks MCP 2025-11-25 over it.
 //!
 //! Where task state lives: in the conversation store's backend, Redis when `REDIS_URL`
-//! is set (`redis.rs`; every daemon sharing it reads, fetches and cancels every task),
+//! is set (`redis/`; every daemon sharing it reads, fetches and cancels every task),
 //! this daemon's memory otherwise (`memory.rs`). What cannot be shared stays with the
 //! daemon running the task ([`TaskHandle`]): the cancellation token that aborts the
 //! model call, and the call's progress. That daemon renews the task's lease every
