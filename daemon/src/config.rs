@@ -2,9 +2,11 @@
 
 mod connections;
 mod persistence;
+mod tasks;
 
 pub use connections::{ConnectionLimits, BODY_GRACE};
 pub use persistence::{redact_url, StorageConfig, SupabaseConfig};
+pub use tasks::TaskConfig;
 
 use crate::providers::catalogue::{self, Catalogue, Entry};
 use crate::providers::models;
@@ -97,15 +99,6 @@ pub struct ModelsConfig {
     pub refresh: Option<Duration>,
     /// DEFAULT_MODEL: a name, an alias or `provider:id`.
     pub default_model: String,
-}
-
-/// Bounds on tool calls run as tasks.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskConfig {
-    /// Tasks kept at once, working or finished (EXAI_TASKS_MAX).
-    pub max: usize,
-    /// Longest a task is kept from its creation, and the default (EXAI_TASK_TTL_MAX_S).
-    pub ttl_max: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -425,21 +418,7 @@ impl DaemonConfig {
             ["GLM_API_KEY", "ZHIPUAI_API_KEY"],
         )?;
         let models = models_config(&s, flags)?;
-        let tasks = TaskConfig {
-            max: s.get_checked("EXAI_TASKS_MAX", None, 64usize, |n| match n {
-                1..=10_000 => Ok(()),
-                _ => Err("expected 1 to 10000 tasks".into()),
-            })?,
-            ttl_max: Duration::from_secs(s.get_checked(
-                "EXAI_TASK_TTL_MAX_S",
-                None,
-                3600u64,
-                |n| match n {
-                    1..=86_400 => Ok(()),
-                    _ => Err("expected 1 to 86400 seconds".into()),
-                },
-            )?),
-        };
+        let tasks = tasks::load(&s)?;
         let conversations = ConversationConfig {
             ttl: Duration::from_secs(
                 s.get_checked("CONVERSATION_TIMEOUT_HOURS", None, 3usize, at_least(1))? as u64

@@ -230,7 +230,12 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
             persistence = Some(started);
         }
         let chat = Arc::new(chat);
-        let tasks = Arc::new(TaskStore::new(config.tasks.max, config.tasks.ttl_max, config.server.progress_every));
+        // Tasks live where conversations do, so every daemon sharing the Redis sees them.
+        let runner = format!("{}, instance {}", identity.name, identity.instance_id.get(..8).unwrap_or_default());
+        let tasks = Arc::new(match &config.storage.redis_url {
+            Some(url) => TaskStore::redis(url.expose(), config.storage.timeout, config.tasks.clone(), config.server.progress_every, runner)?,
+            None => TaskStore::memory(config.tasks.clone(), config.server.progress_every, runner),
+        });
         let core = Arc::new(McpCore {
             tools: Tools::new(chat.clone(), emitter.clone(), tasks.clone(), config.server.max_result_bytes, config.models.refresh),
             emitter: emitter.clone(),

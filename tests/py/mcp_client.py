@@ -2,24 +2,18 @@
 observation, for the Rust end-to-end tests to assert on.
 
 usage: mcp_client.py SCENARIO URL [ARG]
-<<<<<<< HEAD
-  ws       URL=ws://…/mcp      initialize, tools, chat with progress and traceparent, continuation, ping
-  http     URL=http://…/mcp    the same over Streamable HTTP
-  bridge   URL=ws://…/mcp      the same through `exai-daemon bridge` (ARG = path of exai-daemon)
-  cancel   URL=ws://…/mcp      start a slow chat, cancel it, report what came back
-  handoff  URL=http://…/mcp    a chat on one daemon (Streamable HTTP), continued on
-           ARG=ws://…/mcp      another (WebSocket) with its continuation_id
-=======
   ws        URL=ws://…/mcp    initialize, tools, chat with progress and traceparent, continuation, ping
   http      URL=http://…/mcp  the same over Streamable HTTP
   bridge    URL=ws://…/mcp    the same through `exai-daemon bridge` (ARG = path of exai-daemon)
   cancel    URL=ws://…/mcp    start a slow chat, cancel it, report what came back
   thinking  URL=ws://…/mcp    a thinking chat with progress and its reasoning (ARG = model)
-  tasks     URL=ws://… or http://…  a chat run as a task to its result; another cancelled mid-thinking
+  tasks     URL=ws://… or http://…  a chat run as a task to its result; another cancelled
+            mid-thinking; the session's tasks as `status` shows them
+  handoff   URL=http://…/mcp  a chat on one daemon (Streamable HTTP), continued on
+            ARG=ws://…/mcp    another (WebSocket) with its continuation_id
 
 Every structured result is validated against its tool's outputSchema: by the SDK itself
 (ClientSession.call_tool) and here again with jsonschema, reported as `validated`.
->>>>>>> providers
 """
 
 import asyncio
@@ -189,6 +183,8 @@ async def tasks(session: ClientSession):
         say(step="cancelled_result", error=str(e))
     listed = await session.experimental.list_tasks()
     say(step="listed", tasks={t.taskId: t.status for t in listed.tasks}, first=task_id, second=doomed_id)
+    status = await session.call_tool("status", {})
+    say(step="status", tasks=status.structuredContent["tasks"])
     try:
         await session.experimental.cancel_task(task_id)
         say(step="cancel_finished", error=None)

@@ -1,37 +1,43 @@
 //! Long calls as MCP tasks (2025-11-25), driven by the Python SDK 1.30's task API over
-//! both transports: a thinking chat started as a task, polled to completion and its
-//! result fetched; another cancelled mid-thinking, its upstream call aborted and its
-//! place returned; tasks bounded in number and listed by `status`.
+//! both transports, their state in memory or in Redis: a thinking chat started as a
+//! task, polled to completion and its result fetched; another cancelled mid-thinking,
+//! its upstream call aborted and its place returned; `status` showing a session its own
+//! tasks and no one else's; a session's tasks dropped when it ends; tasks bounded in
+//! number.
 
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::mcp;
 use exai_tests::metrics::http_get;
 use exai_tests::process::python_sdk;
+use exai_tests::redis::RedisServer;
 use exai_tests::{wait_for, Daemon, PATIENCE};
 use serde_json::{json, Value};
 
-fn daemon(dir: &tempfile::TempDir, llm: &FakeLlmProc) -> Daemon {
-    Daemon::with_llm(
-        &dir.path().join("events.sock"),
-        llm.port,
-        &[
-            // One GLM call at a time: a permit the cancelled task kept would block the
-            // next chat, which would then fail as busy after a short wait.
-            ("EXAI_WS_GLM_MAX_INFLIGHT", "1".into()),
-            ("EXAI_INFLIGHT_WAIT_MS", "1000".into()),
-            ("EXAI_PROGRESS_INTERVAL_MS", "100".into()),
-        ],
-    )
+fn daemon(dir: &tempfile::TempDir, llm: &FakeLlmProc, redis: Option<&RedisServer>) -> Daemon {
+    let mut env = vec![
+        // One GLM call at a time: a permit the cancelled task kept would block the
+        // next chat, which would then fail as busy after a short wait.
+        ("EXAI_WS_GLM_MAX_INFLIGHT", "1".into()),
+        ("EXAI_INFLIGHT_WAIT_MS", "1000".into()),
+        ("EXAI_PROGRESS_INTERVAL_MS", "100".into()),
+    ];
+    if let Some(redis) = redis {
+        env.push(("REDIS_URL", redis.url()));
+    }
+    Daemon::with_llm(&dir.path().join("events.sock"), llm.port, &env)
 }
 
 fn stats(llm: &FakeLlmProc) -> Value {
     serde_json::from_str(&http_get(llm.port, "/_stats").unwrap().1).unwrap()
 }
 
-fn a_task_completes_and_another_is_cancelled(url: impl Fn(&Daemon) -> String) {
+fn a_task_completes_and_another_is_cancelled(
+    url: impl Fn(&Daemon) -> String,
+    redis: Option<&RedisServer>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let llm = FakeLlmProc::start(&[]);
-    let daemon = daemon(&dir, &llm);
+    let daemon = daemon(&dir, &llm, redis);
     let steps = python_sdk(&["tasks", &url(&daemon)]);
 
     let created = &steps["created"]["task"];
@@ -83,28 +89,57 @@ fn a_task_completes_and_another_is_cancelled(url: impl Fn(&Daemon) -> String) {
     wait_for("the provider to see the stream dropped", PATIENCE, || {
         (stats(&llm)["abandoned"] == 1).then_some(())
     });
+    // `status` showed the session its own two tasks.
+    let own = &steps["status"]["tasks"];
+    assert_eq!(
+        (&own["completed"], &own["cancelled"], &own["working"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{own}"
+    );
+    assert_eq!(own["tasks"][1]["status"], "cancelled", "{own}");
+    assert_eq!(
+        own["backend"],
+        if redis.is_some() { "redis" } else { "memory" }
+    );
+
     // And its place returned: GLM allows one call at a time, and the next one runs.
     let mut ws = mcp::connect(&daemon.ws_url(), &[]).unwrap();
     ws.initialize("2025-11-25");
-    let status = &ws.call_tool("status", json!({}))["result"]["structuredContent"];
+    let status = ws.call_tool("status", json!({}))["result"]["structuredContent"].clone();
     assert_eq!(status["in_flight"], 0, "{status}");
     assert_eq!(
-        (&status["tasks"]["completed"], &status["tasks"]["cancelled"]),
-        (&json!(1), &json!(1))
+        status["tasks"]["tasks"],
+        json!([]),
+        "another session's tasks are not shown"
     );
-    assert_eq!(status["tasks"]["tasks"][1]["status"], "cancelled");
+    // The SDK's session has ended: its tasks went with it.
+    wait_for("the ended session's tasks to be dropped", PATIENCE, || {
+        let status = &ws.call_tool("status", json!({}))["result"]["structuredContent"];
+        (status["tasks"]["held"] == 0).then_some(())
+    });
     let next = ws.call_tool("chat", json!({"prompt": "next", "model": "glm-5"}))["result"].clone();
     assert_eq!(next["isError"], false, "{next}");
 }
 
 #[test]
 fn a_task_over_websocket_completes_and_another_is_cancelled() {
-    a_task_completes_and_another_is_cancelled(Daemon::ws_url);
+    a_task_completes_and_another_is_cancelled(Daemon::ws_url, None);
 }
 
 #[test]
 fn a_task_over_streamable_http_completes_and_another_is_cancelled() {
-    a_task_completes_and_another_is_cancelled(Daemon::http_url);
+    a_task_completes_and_another_is_cancelled(Daemon::http_url, None);
+}
+
+#[test]
+fn a_task_kept_in_redis_completes_and_another_is_cancelled() {
+    let redis = RedisServer::start();
+    a_task_completes_and_another_is_cancelled(Daemon::http_url, Some(&redis));
+    assert_eq!(
+        redis.command(&["KEYS", "exai:task*"]),
+        exai_tests::redis::Reply::Array(vec![]),
+        "the ended session's tasks left nothing in Redis"
+    );
 }
 
 #[test]

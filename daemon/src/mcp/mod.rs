@@ -7,6 +7,8 @@ pub mod correlation;
 pub mod era;
 mod tasks;
 
+pub use tasks::http_session_owner;
+
 use crate::providers::CallProgress;
 use crate::tools::{self, InvalidParams, ToolOutput, Tools};
 use crate::EventEmitter;
@@ -116,16 +118,14 @@ impl Drop for CallGuard<'_> {
 #[derive(Clone)]
 pub struct McpHandler {
     core: Arc<McpCore>,
-    /// Tells this session's tasks from others' for `tasks/list`.
-    session: u64,
+    /// The session as the owner of its tasks, which go when it does.
+    session: Arc<tasks::SessionTasks>,
 }
 
 impl McpHandler {
     pub fn new(core: Arc<McpCore>) -> Self {
-        Self {
-            core,
-            session: rand::random(),
-        }
+        let session = Arc::new(tasks::SessionTasks::new(core.tools.tasks().clone()));
+        Self { core, session }
     }
 
     fn count(
@@ -382,12 +382,14 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let owner = self.owner(&ctx);
         let site = CallSite {
             meta: &ctx.meta,
             headers: headers(&ctx),
             transport: transport(&ctx),
             ct: &ctx.ct,
             peer: Some(&ctx.peer),
+            owner: &owner,
         };
         self.core.call_tool(request, site).await
     }
@@ -404,6 +406,9 @@ pub struct CallSite<'a> {
     pub ct: &'a CancellationToken,
     /// Where progress notifications go; none means the call cannot send any.
     pub peer: Option<&'a Peer<RoleServer>>,
+    /// Whose tasks the call may see (`status`): its session's
+    /// ([`http_session_owner`] over Streamable HTTP).
+    pub owner: &'a str,
 }
 
 impl McpCore {
@@ -430,7 +435,8 @@ impl McpCore {
         let outcome = async {
             let call = parsed?;
             let work = futures_util::FutureExt::map(
-                self.tools.run(call, &correlation, site.ct, Some(&progress)),
+                self.tools
+                    .run(call, &correlation, site.ct, Some(&progress), site.owner),
                 Ok,
             );
             let work = async {

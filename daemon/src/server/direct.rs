@@ -195,12 +195,14 @@ pub async fn answer(
     let run = core.tasks.clone().spawn(async move {
         let mut params = CallToolRequestParams::new(call.name);
         params.arguments = call.arguments;
+        let owner = crate::mcp::http_session_owner(&request.headers).unwrap_or_default();
         let site = CallSite {
             meta: &call.meta,
             headers: Some(&request.headers),
             transport: Transport::Http,
             ct: &place.ct,
             peer: None,
+            owner: &owner,
         };
         let response = core.call_tool(params, site).await;
         drop(place);

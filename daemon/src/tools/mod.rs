@@ -146,13 +146,14 @@ impl Tools {
         }
     }
 
-    /// Runs a checked call.
+    /// Runs a checked call for `owner`, whose tasks `status` shows.
     pub async fn run(
         &self,
         call: Call,
         correlation: &CorrelationId,
         cancel: &CancellationToken,
         progress: Option<&CallProgress>,
+        owner: &str,
     ) -> ToolOutput {
         let output = match call {
             Call::Chat(args) => {
@@ -160,7 +161,7 @@ impl Tools {
             }
             Call::ListModels => self.listmodels(),
             Call::Version => reports::version(),
-            Call::Status => self.status(),
+            Call::Status => self.status(owner).await,
         };
         output::truncate(output, self.max_result_bytes)
     }
@@ -173,9 +174,10 @@ impl Tools {
         correlation: &CorrelationId,
         cancel: &CancellationToken,
         progress: Option<&CallProgress>,
+        owner: &str,
     ) -> Result<ToolOutput, InvalidParams> {
         let call = self.parse(name, arguments)?;
-        Ok(self.run(call, correlation, cancel, progress).await)
+        Ok(self.run(call, correlation, cancel, progress, owner).await)
     }
 
     async fn chat(

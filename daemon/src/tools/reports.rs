@@ -120,7 +120,8 @@ impl Tools {
         (state, error)
     }
 
-    pub(super) fn status(&self) -> ToolOutput {
+    /// How the server is doing, and `owner`'s tasks (no one else's).
+    pub(super) async fn status(&self, owner: &str) -> ToolOutput {
         let pipe = self.emitter.stats();
         let limits = self.chat.limits();
         let catalogue = self.chat.catalogue().snapshot();
@@ -156,7 +157,7 @@ impl Tools {
             "supabase": supabase_status(&self.chat),
             "agent": {"connected": pipe.connected, "events_dropped": pipe.dropped.total(), "queue_depth": pipe.queue_depth},
             "in_flight": limits.in_flight(),
-            "tasks": self.tasks.summary(),
+            "tasks": self.tasks.summary(owner).await,
             "connections": self.connections.get().map(|report| report()),
         });
         let text = serde_json::to_string_pretty(&status).unwrap_or_default();

@@ -2,11 +2,15 @@
 //! task-augmented `tools/call` starts the tool as a task and answers `{task}` at once;
 //! `tasks/get` reports it, `tasks/result` waits for and returns its result, `tasks/list`
 //! shows the session's tasks, `tasks/cancel` stops it (aborting the model call).
+//!
+//! The owner of a task is the MCP session that started it ([`SessionTasks`]): no other
+//! session can read, fetch or cancel it, or tell that it exists. A session's tasks are
+//! cancelled and dropped when it ends.
 
 use super::compat::{CALL_AS_TASK, TASK_METHODS, TASK_PARAM};
 use super::McpHandler;
 use super::{call_tool_result, correlation, count_request, headers, invalid_params, transport};
-use crate::tasks::{TaskError, TaskOutcome, TaskRecord, TaskStatus, TaskView};
+use crate::tasks::{Fetched, Finished, TaskError, TaskOutcome, TaskStatus, TaskStore, TaskView};
 use exai_proto::{McpMethod, RequestStatus, Tool};
 use rmcp::model::{CustomResult, ErrorCode, ErrorData};
 use rmcp::service::RequestContext;
@@ -14,8 +18,13 @@ use rmcp::RoleServer;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+mod owner;
+
+pub use owner::http_session_owner;
+pub(super) use owner::SessionTasks;
 
 /// The key under which a task's related messages name it.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -111,14 +120,11 @@ fn params<T: for<'de> Deserialize<'de>>(
         .map_err(|e| ErrorData::invalid_params(format!("invalid params for {method}: {e}"), None))
 }
 
-fn unknown_task(id: &str) -> ErrorData {
-    ErrorData::invalid_params(
-        format!("unknown task {id:?}: no such task, or it expired"),
-        None,
-    )
-}
-
 impl McpHandler {
+    fn store(&self) -> &Arc<TaskStore> {
+        self.core.tools.tasks()
+    }
+
     pub(super) async fn task_request(
         &self,
         method: TaskMethod,
@@ -127,15 +133,21 @@ impl McpHandler {
     ) -> Result<CustomResult, ErrorData> {
         let started = Instant::now();
         let correlation = correlation::from_request(&ctx.meta, headers(&ctx));
+        let owner = self.owner(&ctx);
         let result = match method {
-            TaskMethod::Call => self.start_task(params, &ctx, correlation),
-            TaskMethod::Get => self.with_task(params, "tasks/get", |t| Ok(self.task_json(t))),
-            TaskMethod::Result => self.task_result(params, &ctx).await,
-            TaskMethod::List => Ok(self.list_tasks()),
-            TaskMethod::Cancel => self.with_task(params, "tasks/cancel", |t| {
-                self.core.tools.tasks().cancel(t).map_err(task_error)?;
-                Ok(self.task_json(t))
-            }),
+            TaskMethod::Call => self.start_task(params, &ctx, correlation, owner).await,
+            TaskMethod::Get => {
+                let TaskIdParams { task_id } = self::params("tasks/get", params)?;
+                let view = self.store().get(&owner, &task_id).await;
+                view.map(|v| self.task_json(&v)).map_err(task_error)
+            }
+            TaskMethod::Result => self.task_result(params, &ctx, &owner).await,
+            TaskMethod::List => self.list_tasks(&owner).await,
+            TaskMethod::Cancel => {
+                let TaskIdParams { task_id } = self::params("tasks/cancel", params)?;
+                let view = self.store().cancel(&owner, &task_id).await;
+                view.map(|v| self.task_json(&v)).map_err(task_error)
+            }
         };
         // A started task is counted when it ends, with its outcome and whole duration.
         if !(method == TaskMethod::Call && result.is_ok()) {
@@ -153,33 +165,17 @@ impl McpHandler {
         result.map(CustomResult)
     }
 
-    fn task_json(&self, task: &TaskRecord) -> Value {
-        let poll = self.core.tools.tasks().poll_interval.as_millis() as u64;
-        task_json(&task.view(), poll)
-    }
-
-    fn with_task(
-        &self,
-        params: Option<Value>,
-        method: &str,
-        then: impl FnOnce(&TaskRecord) -> Result<Value, ErrorData>,
-    ) -> Result<Value, ErrorData> {
-        let TaskIdParams { task_id } = self::params(method, params)?;
-        let task = self
-            .core
-            .tools
-            .tasks()
-            .get(&task_id)
-            .ok_or_else(|| unknown_task(&task_id))?;
-        then(&task)
+    fn task_json(&self, view: &TaskView) -> Value {
+        task_json(view, self.store().poll_interval.as_millis() as u64)
     }
 
     /// Checks the call, creates the task, and runs the tool on its own.
-    fn start_task(
+    async fn start_task(
         &self,
         params: Option<Value>,
         ctx: &RequestContext<RoleServer>,
         correlation: exai_proto::CorrelationId,
+        owner: String,
     ) -> Result<Value, ErrorData> {
         let CallParams {
             name,
@@ -200,39 +196,61 @@ impl McpHandler {
             .parse(&name, arguments.as_ref())
             .map_err(invalid_params)?;
         let tool_name = call.tool();
-        let tasks = self.core.tools.tasks();
-        let record = tasks
-            .create(self.session, tool_name, task.ttl)
-            .map_err(task_error)?;
+        let ttl = task.ttl.map(Duration::from_millis);
+        let record = self
+            .store()
+            .create(&owner, tool_name, ttl)
+            .await
+            .map_err(|e| match e {
+                TaskError::Unavailable { .. } => ErrorData::internal_error(
+                    format!(
+                        "{e}; call the tool without \"{TASK_PARAM}\" to have its answer directly"
+                    ),
+                    None,
+                ),
+                other => task_error(other),
+            })?;
+        self.session.owned(&owner);
         let core = self.core.clone();
         let transport = transport(ctx);
-        let work_record = record.clone();
+        let task = record.clone();
         let span = tracing::info_span!("task", correlation_id = %correlation, tool = tool_name, task = %record.id);
-        tokio::spawn(
+        self.core.tasks.spawn(
             async move {
                 let started = Instant::now();
-                let record = work_record;
-                let output = core
-                    .tools
-                    .run(call, &correlation, &record.cancel, Some(&record.progress))
-                    .await;
-                let status = if record.cancel.is_cancelled() {
-                    RequestStatus::Cancelled
-                } else if output.is_error {
-                    RequestStatus::ToolError
-                } else {
-                    RequestStatus::Success
+                let mut status = RequestStatus::Success;
+                let work = async {
+                    let output = core
+                        .tools
+                        .run(
+                            call,
+                            &correlation,
+                            &task.cancel,
+                            Some(&task.progress),
+                            &owner,
+                        )
+                        .await;
+                    status = if task.cancel.is_cancelled() {
+                        RequestStatus::Cancelled
+                    } else if output.is_error {
+                        RequestStatus::ToolError
+                    } else {
+                        RequestStatus::Success
+                    };
+                    let message = output
+                        .is_error
+                        .then(|| output.text.lines().next().unwrap_or_default().to_string());
+                    let mut result =
+                        call_tool_result(output, &correlation, super::era::Era::Handshake);
+                    // Serialized here, not by rmcp for a peer: no 2026 `resultType`.
+                    result.result_type = None;
+                    let json = serde_json::to_value(&result).unwrap_or_default();
+                    Finished {
+                        outcome: TaskOutcome::Result(json),
+                        message,
+                    }
                 };
-                let message = output
-                    .is_error
-                    .then(|| output.text.lines().next().unwrap_or_default().to_string());
-                let mut result = call_tool_result(output, &correlation, super::era::Era::Handshake);
-                // Serialized here, not by rmcp for a peer: no 2026 `resultType`.
-                result.result_type = None;
-                let json = serde_json::to_value(&result).unwrap_or_default();
-                core.tools
-                    .tasks()
-                    .finish(&record, TaskOutcome::Result(json), message);
+                core.tools.tasks().run(task.clone(), work).await;
                 count_request(
                     &core.emitter,
                     transport,
@@ -245,7 +263,7 @@ impl McpHandler {
             }
             .instrument(span),
         );
-        Ok(json!({"task": self.task_json(&record)}))
+        Ok(json!({"task": self.task_json(&record.created)}))
     }
 
     /// The task's result once it has one; waits while it works (until the client
@@ -254,24 +272,25 @@ impl McpHandler {
         &self,
         params: Option<Value>,
         ctx: &RequestContext<RoleServer>,
+        owner: &str,
     ) -> Result<Value, ErrorData> {
         let TaskIdParams { task_id } = self::params("tasks/result", params)?;
-        let task: Arc<TaskRecord> = self
-            .core
-            .tools
-            .tasks()
-            .get(&task_id)
-            .ok_or_else(|| unknown_task(&task_id))?;
         tokio::select! {
-            _ = task.finished() => {}
+            waited = self.store().wait(owner, &task_id) => { waited.map_err(task_error)?; }
             _ = ctx.ct.cancelled() => {
                 return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
             }
         }
-        task.mark_fetched();
-        let related = json!({RELATED_TASK: {"taskId": task.id}});
-        match (task.status(), task.outcome()) {
-            (TaskStatus::Completed, Some(TaskOutcome::Result(mut result))) => {
+        let fetched = self
+            .store()
+            .result(owner, &task_id)
+            .await
+            .map_err(task_error)?;
+        let related = json!({RELATED_TASK: {"taskId": task_id}});
+        match fetched {
+            Fetched::Ended(view, Some(TaskOutcome::Result(mut result)))
+                if view.status == TaskStatus::Completed =>
+            {
                 let meta = result
                     .as_object_mut()
                     .map(|r| r.entry("_meta").or_insert_with(|| json!({})));
@@ -280,36 +299,38 @@ impl McpHandler {
                 }
                 Ok(result)
             }
-            (_, Some(TaskOutcome::Error(error))) => {
+            Fetched::Ended(_, Some(TaskOutcome::Error(error))) => {
                 let error: ErrorData = serde_json::from_value(error).unwrap_or_else(|_| {
                     ErrorData::new(ErrorCode::INTERNAL_ERROR, "the task failed", None)
                 });
                 Err(error)
             }
-            (status, _) => Err(ErrorData::invalid_params(
-                format!("task {task_id:?} was {}; it has no result", status.as_str()),
+            Fetched::Ended(view, _) | Fetched::Working(view) => Err(ErrorData::invalid_params(
+                format!(
+                    "task {task_id:?} was {}; it has no result",
+                    view.status.as_str()
+                ),
                 Some(related),
             )),
         }
     }
 
-    fn list_tasks(&self) -> Value {
-        let tasks: Vec<Value> = self
-            .core
-            .tools
-            .tasks()
-            .list(self.session)
-            .iter()
-            .map(|t| self.task_json(t))
-            .collect();
-        json!({"tasks": tasks})
+    async fn list_tasks(&self, owner: &str) -> Result<Value, ErrorData> {
+        let tasks = self.store().list(owner).await.map_err(task_error)?;
+        let tasks: Vec<Value> = tasks.iter().map(|t| self.task_json(t)).collect();
+        Ok(json!({"tasks": tasks}))
     }
 }
 
 fn task_error(e: TaskError) -> ErrorData {
     match e {
-        TaskError::Full { .. } => ErrorData::new(ErrorCode(-32000), e.to_string(), None),
-        TaskError::Terminal(..) => ErrorData::invalid_params(e.to_string(), None),
+        TaskError::Unknown(_) | TaskError::Terminal(..) => {
+            ErrorData::invalid_params(e.to_string(), None)
+        }
+        TaskError::Full { .. } | TaskError::OwnerQuota { .. } => {
+            ErrorData::new(ErrorCode(-32000), e.to_string(), None)
+        }
+        TaskError::Unavailable { .. } => ErrorData::internal_error(e.to_string(), None),
     }
 }
 
@@ -321,6 +342,7 @@ mod tests {
     fn a_task_shows_the_2025_11_25_fields() {
         let view = TaskView {
             id: "t-1".into(),
+            tool: "chat".into(),
             status: TaskStatus::Working,
             status_message: Some("thinking: 3 s elapsed".into()),
             created_unix_ms: 1_764_000_000_000,
