@@ -93,8 +93,9 @@ async def raw(session, method, params):
     data = {"method": method, "params": params}
     opts = {}
     session._stamp(data, opts)
-    if method == "tools/call":
-        opts.setdefault("headers", {})["Mcp-Name"] = params["name"]
+    if method.startswith("tasks/"):
+        # The extension's methods name their task in Mcp-Name, as tools/call its tool.
+        opts.setdefault("headers", {})["Mcp-Name"] = params["taskId"]
     return await session._dispatcher.send_raw_request(method, data["params"], opts)
 
 
@@ -102,7 +103,7 @@ async def tasks(url):
     async with Client(url, mode="2026-07-28", extensions=[advertise(TASKS, {})]) as client:
         session = client.session
         created = await raw(session, "tools/call", {
-            "name": "chat", "arguments": {"prompt": "think first [thinking:1500]", "model": "glm-4.6"}})
+            "name": "chat", "arguments": {"prompt": "a long question [think:1500]", "model": "glm-5"}})
         say(step="created", result=created)
         polls = []
         while True:
@@ -115,7 +116,7 @@ async def tasks(url):
         say(step="completed", polls=polls, task=got,
             is_error=result.get("isError"), structured=result.get("structuredContent"))
         other = await raw(session, "tools/call", {
-            "name": "chat", "arguments": {"prompt": "never mind [thinking:30000]", "model": "glm-4.6"}})
+            "name": "chat", "arguments": {"prompt": "an endless question [think:60000]", "model": "glm-5"}})
         cancelled = await raw(session, "tasks/cancel", {"taskId": other["taskId"]})
         after = await raw(session, "tasks/get", {"taskId": other["taskId"]})
         say(step="cancelled", ack=cancelled, status=after["status"])

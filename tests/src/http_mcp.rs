@@ -164,7 +164,11 @@ pub fn stateless(port: u16, id: u64, method: &str, mut params: Value) -> Option<
         }
     }
     params["_meta"] = meta;
-    let name = params.get("name").and_then(Value::as_str);
+    // Mcp-Name names what the method acts on: a tool, a task.
+    let name = params
+        .get("name")
+        .or_else(|| params.get("taskId"))
+        .and_then(Value::as_str);
     let headers = modern_headers(method, name);
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
     exchange(port, &post_request(None, &headers, &body.to_string()))

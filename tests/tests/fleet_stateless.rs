@@ -1,13 +1,15 @@
 //! Two daemons sharing Redis behind a real balancer (HAProxy) that spreads requests in
 //! turn with no affinity: a 2026-07-28 client needs none. Every call is answered, each
-//! daemon answers half, and one conversation goes on across both.
+//! daemon answers half, and one conversation goes on across both. A task (the 2026
+//! tasks extension) started on one daemon is polled, fetched and cancelled through the
+//! other, and reads failed within its lease once the daemon running it is killed.
 
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::haproxy::Balancer;
 use exai_tests::process::python_sdk2;
 use exai_tests::redis::RedisServer;
-use exai_tests::{Agent, Daemon};
-use serde_json::json;
+use exai_tests::{wait_for, Agent, Daemon, PATIENCE};
+use serde_json::{json, Value};
 
 #[test]
 fn a_stateless_client_is_served_by_both_daemons_of_a_fleet_and_keeps_its_conversation() {
@@ -91,4 +93,122 @@ fn a_stateless_client_is_served_by_both_daemons_of_a_fleet_and_keeps_its_convers
         (a - b).abs() <= 2.0,
         "round robin: half each, got {a} and {b}"
     );
+}
+
+/// A 2026 request through `port` with the tasks extension declared; its JSON-RPC answer.
+fn with_tasks(port: u16, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/clientCapabilities":
+        {"extensions": {"io.modelcontextprotocol/tasks": {}}}});
+    let answer = exai_tests::http_mcp::stateless(port, 1, method, params).expect("an answer");
+    answer
+        .message()
+        .unwrap_or_else(|| panic!("a JSON-RPC answer: {answer:?}"))
+}
+
+fn task_state(port: u16, id: &str) -> Value {
+    let answer = with_tasks(port, "tasks/get", json!({"taskId": id}));
+    assert!(answer.get("result").is_some(), "tasks/get {id}: {answer}");
+    answer["result"].clone()
+}
+
+#[test]
+fn a_task_started_on_one_daemon_is_followed_cancelled_and_failed_through_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("events.sock");
+    let llm = FakeLlmProc::start(&[]);
+    let redis = RedisServer::start();
+    let start = || {
+        Daemon::with_llm(
+            &socket,
+            llm.port,
+            &[
+                ("REDIS_URL", redis.url()),
+                ("EXAI_TASK_LEASE_MS", "2000".into()),
+                ("EXAI_TASK_RENEW_MS", "500".into()),
+            ],
+        )
+    };
+    let mut a = start();
+    let b = start();
+    let chat = |port: u16, prompt: &str| {
+        let created = with_tasks(
+            port,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": prompt, "model": "glm-5"}}),
+        );
+        assert_eq!(created["result"]["resultType"], "task", "{created}");
+        created["result"]["taskId"].as_str().unwrap().to_string()
+    };
+
+    // Started on A, polled through B until done, its result read through B.
+    let done = chat(a.mcp_port, "a long question [think:1000]");
+    let seen = wait_for(
+        "the task to complete, seen through the other daemon",
+        PATIENCE,
+        || {
+            let state = task_state(b.mcp_port, &done);
+            (state["status"] != "working").then_some(state)
+        },
+    );
+    assert_eq!(seen["status"], "completed", "{seen}");
+    assert_eq!(seen["result"]["isError"], false, "{seen}");
+    assert_eq!(
+        seen["result"]["structuredContent"]["answer"],
+        "echo: a long question"
+    );
+
+    // Started on A, cancelled through B: A stops its model call.
+    let abandoned_before = abandoned(&llm);
+    let cancelled = chat(a.mcp_port, "an endless question [think:60000]");
+    wait_for("the model to be thinking", PATIENCE, || {
+        let state = task_state(a.mcp_port, &cancelled);
+        state["statusMessage"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("thinking"))
+            .then_some(())
+    });
+    let ack = with_tasks(b.mcp_port, "tasks/cancel", json!({"taskId": cancelled}));
+    assert!(ack.get("result").is_some(), "{ack}");
+    assert_eq!(task_state(a.mcp_port, &cancelled)["status"], "cancelled");
+    wait_for(
+        "the daemon running it to abort the model call",
+        PATIENCE,
+        || (abandoned(&llm) > abandoned_before).then_some(()),
+    );
+
+    // Started on A, A killed: B says failed within the lease.
+    let orphan = chat(a.mcp_port, "an endless question [think:60000]");
+    wait_for("the orphan to be working", PATIENCE, || {
+        (task_state(b.mcp_port, &orphan)["status"] == "working").then_some(())
+    });
+    a.proc.kill_hard();
+    let failed = wait_for("the orphan to read failed", PATIENCE, || {
+        let state = task_state(b.mcp_port, &orphan);
+        (state["status"] != "working").then_some(state)
+    });
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["statusMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("EXAI_TASK_LEASE_MS")),
+        "{failed}"
+    );
+    assert_eq!(failed["error"]["code"], -32603, "{failed}");
+
+    // Another client's guess, or a conversation's id, is an unknown task.
+    let unknown = with_tasks(b.mcp_port, "tasks/get", json!({"taskId": uuid_like()}));
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}
+
+fn abandoned(llm: &FakeLlmProc) -> u64 {
+    let (_, stats) = exai_tests::metrics::http_get(llm.port, "/_stats").unwrap();
+    serde_json::from_str::<Value>(&stats).unwrap()["abandoned"]
+        .as_u64()
+        .unwrap()
+}
+
+/// An id of the shape task ids have, that no task has.
+fn uuid_like() -> String {
+    "9d5e0c8a-6a3c-4a51-9f0e-1f2d3c4b5a69".into()
 }

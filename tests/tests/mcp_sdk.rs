@@ -285,3 +285,51 @@ fn the_mcp_subprotocol_is_echoed_in_the_handshake() {
         assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
     }
 }
+
+#[test]
+fn the_newest_python_sdk_runs_chat_as_a_2026_task_and_cancels_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = Daemon::with_llm(
+        &dir.path().join("events.sock"),
+        llm.port,
+        &[("EXAI_PROGRESS_INTERVAL_MS", "100".into())],
+    );
+    let steps = python_sdk2(&["tasks", &daemon.http_url()]);
+
+    let created = &steps["created"]["result"];
+    assert_eq!(
+        created["resultType"], "task",
+        "the server made the call a task"
+    );
+    assert_eq!(created["status"], "working");
+    assert_eq!(created["pollIntervalMs"], 100);
+    let polls = steps["completed"]["polls"].as_array().unwrap();
+    assert!(
+        polls.iter().any(|p| p["status"] == "working"
+            && p["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("thinking"))),
+        "a poll saw the model thinking: {polls:?}"
+    );
+    let task = &steps["completed"]["task"];
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["resultType"], "complete");
+    assert_eq!(steps["completed"]["is_error"], false);
+    assert_eq!(
+        steps["completed"]["structured"]["answer"],
+        "echo: a long question"
+    );
+
+    assert_eq!(steps["cancelled"]["status"], "cancelled");
+    exai_tests::wait_for(
+        "the cancelled task's model call to be aborted",
+        exai_tests::PATIENCE,
+        || {
+            let (_, stats) = http_get(llm.port, "/_stats")?;
+            let stats: Value = serde_json::from_str(&stats).ok()?;
+            (stats["abandoned"].as_u64()? >= 1).then_some(())
+        },
+    );
+    assert_eq!(steps["unknown"]["error"], -32602, "{:?}", steps["unknown"]);
+}

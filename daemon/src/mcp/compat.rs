@@ -105,6 +105,8 @@ pub fn patch_result(result: &mut Value) -> bool {
         .get_mut("capabilities")
         .and_then(Value::as_object_mut)
     {
+        // 2025 clients get their revision's tasks capability, not 2026's extension.
+        capabilities.remove("extensions");
         capabilities.insert("tasks".into(), tasks_capability());
         return true;
     }

@@ -20,10 +20,11 @@ use exai_proto::{
 #[allow(deprecated)]
 use rmcp::model::SetLevelRequestParams;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
-    CustomResult, DiscoverResult, ErrorCode, ErrorData, InitializeRequestParams, InitializeResult,
-    ListToolsResult, MetaObject, PaginatedRequestParams, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion, RequestMetaObject, ServerCapabilities, ServerConfig, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    CustomRequest, CustomResult, DiscoverResult, ErrorCode, ErrorData, GetTaskParams,
+    GetTaskResult, InitializeRequestParams, InitializeResult, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ProtocolVersion,
+    RequestMetaObject, ServerCapabilities, ServerConfig, ToolAnnotations, UpdateTaskParams,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -206,19 +207,6 @@ fn transport(ctx: &RequestContext<RoleServer>) -> Transport {
 /// How long a client may keep `server/discover`'s answer.
 const DISCOVER_TTL_MS: u64 = 60_000;
 
-/// What a 2026-07-28 client is told the server offers besides the 2025 capabilities:
-/// the tasks extension (`io.modelcontextprotocol/tasks`).
-fn modern_capabilities(mut capabilities: ServerCapabilities) -> ServerCapabilities {
-    capabilities
-        .extensions
-        .get_or_insert_with(Default::default)
-        .insert(
-            rmcp::model::TASKS_EXTENSION_ID.to_string(),
-            serde_json::Map::new(),
-        );
-    capabilities
-}
-
 const KNOWN_METHODS: &[&str] = &[
     "initialize",
     "ping",
@@ -257,6 +245,9 @@ impl ServerHandler for McpHandler {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_logging()
+                // 2026-07-28's tasks extension; `compat` shows 2025 clients their own
+                // `tasks` capability instead.
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(era::server_info())
@@ -343,15 +334,37 @@ impl ServerHandler for McpHandler {
     /// daemon runs, and every daemon of a fleet answers the same.
     async fn discover(&self, ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
         let started = Instant::now();
-        let mut info = self.get_info();
-        info.capabilities = modern_capabilities(info.capabilities);
         let result = Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
-            info,
+            self.get_info(),
         )
         .with_ttl_ms(DISCOVER_TTL_MS));
         self.count_simple(&ctx, McpMethod::Other, started, &result);
         result
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.get_modern_task(request, ctx).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.cancel_modern_task(request, ctx).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.update_modern_task(request, ctx).await
     }
 
     /// Methods rmcp could not route: unknown ones (-32601), or known ones whose params
@@ -382,6 +395,9 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if tasks::runs_as_task(&request, &ctx) {
+            return self.start_modern_task(request, &ctx).await;
+        }
         let owner = self.owner(&ctx);
         let site = CallSite {
             meta: &ctx.meta,

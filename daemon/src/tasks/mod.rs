@@ -140,6 +140,16 @@ pub enum Fetched {
     Ended(TaskView, Option<TaskOutcome>),
 }
 
+/// How many tasks an owner may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// `EXAI_TASKS_MAX_PER_OWNER`: an owner is one client (a session).
+    PerOwner,
+    /// The store's bound alone: an owner shared by every client (stateless requests,
+    /// until clients have names of their own).
+    Store,
+}
+
 /// The tasks of every owner, and the ones this daemon runs.
 pub struct TaskStore {
     backend: Backend,
@@ -228,6 +238,17 @@ impl TaskStore {
         tool: &'static str,
         ttl: Option<Duration>,
     ) -> Result<Arc<TaskHandle>, TaskError> {
+        self.create_for(owner, Quota::PerOwner, tool, ttl).await
+    }
+
+    /// [`create`](Self::create), bounded as `quota` says.
+    pub async fn create_for(
+        &self,
+        owner: &str,
+        quota: Quota,
+        tool: &'static str,
+        ttl: Option<Duration>,
+    ) -> Result<Arc<TaskHandle>, TaskError> {
         let ttl = ttl
             .unwrap_or(self.config.ttl_max)
             .clamp(Duration::from_secs(1), self.config.ttl_max);
@@ -241,7 +262,10 @@ impl TaskStore {
         };
         let limits = Limits {
             max: self.config.max,
-            max_per_owner: self.config.max_per_owner,
+            max_per_owner: match quota {
+                Quota::PerOwner => self.config.max_per_owner,
+                Quota::Store => self.config.max,
+            },
         };
         let created = match on_backend!(self, b => b.create(new, limits)) {
             // A quota as large as the store is the store's bound, named as such.

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+mod modern;
 mod owner;
 
+pub(super) use modern::runs_as_task;
 pub use owner::http_session_owner;
 pub(super) use owner::SessionTasks;
 
@@ -195,11 +197,35 @@ impl McpHandler {
             .tools
             .parse(&name, arguments.as_ref())
             .map_err(invalid_params)?;
-        let tool_name = call.tool();
+        drop(arguments);
         let ttl = task.ttl.map(Duration::from_millis);
+        let created = self
+            .launch(call, ttl, transport(ctx), correlation, owner)
+            .await?;
+        Ok(json!({"task": self.task_json(&created)}))
+    }
+
+    /// Creates a task for a checked call and runs the tool on its own, counted when it
+    /// ends; returns the task as created. Both protocol eras start tasks here.
+    pub(super) async fn launch(
+        &self,
+        call: crate::tools::Call,
+        ttl: Option<Duration>,
+        transport: exai_proto::Transport,
+        correlation: exai_proto::CorrelationId,
+        owner: String,
+    ) -> Result<TaskView, ErrorData> {
+        let tool_name = call.tool();
+        // A stateless request's tasks are the fleet's: bounded by the store, and not
+        // ended with this handler (rmcp makes one per stateless request).
+        let shared = owner == modern::STATELESS_OWNER;
+        let quota = match shared {
+            true => crate::tasks::Quota::Store,
+            false => crate::tasks::Quota::PerOwner,
+        };
         let record = self
             .store()
-            .create(&owner, tool_name, ttl)
+            .create_for(&owner, quota, tool_name, ttl)
             .await
             .map_err(|e| match e {
                 TaskError::Unavailable { .. } => ErrorData::internal_error(
@@ -210,9 +236,10 @@ impl McpHandler {
                 ),
                 other => task_error(other),
             })?;
-        self.session.owned(&owner);
+        if !shared {
+            self.session.owned(&owner);
+        }
         let core = self.core.clone();
-        let transport = transport(ctx);
         let task = record.clone();
         let span = tracing::info_span!("task", correlation_id = %correlation, tool = tool_name, task = %record.id);
         self.core.tasks.spawn(
@@ -263,7 +290,7 @@ impl McpHandler {
             }
             .instrument(span),
         );
-        Ok(json!({"task": self.task_json(&record.created)}))
+        Ok(record.created.clone())
     }
 
     /// The task's result once it has one; waits while it works (until the client

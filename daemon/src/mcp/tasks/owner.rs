@@ -78,8 +78,12 @@ fn websocket_owner(id: u64) -> String {
 }
 
 impl McpHandler {
-    /// Whose tasks a request may start and see: its session's.
+    /// Whose tasks a request may start and see: its session's; a stateless request's
+    /// are the fleet's (`modern`).
     pub(in crate::mcp) fn owner(&self, ctx: &RequestContext<RoleServer>) -> String {
+        if crate::mcp::era::Era::of(&ctx.meta) == crate::mcp::era::Era::Stateless {
+            return super::modern::STATELESS_OWNER.to_string();
+        }
         headers(ctx)
             .and_then(http_session_owner)
             .unwrap_or_else(|| websocket_owner(self.session.id))
