@@ -17,7 +17,10 @@
 //! initializes the sessions, keeps them open for --duration seconds and exits (for
 //! measuring the daemon's memory with many sessions). --continue makes each session's
 //! chats one conversation (continuation_id `exai-load-<session>`), so every call reads
-//! and writes its thread in the store. Output: one JSON line on stdout.
+//! and writes its thread in the store. --stateless speaks MCP 2026-07-28 over HTTP: no
+//! `initialize` and no session; each call carries its revision and capabilities in
+//! `_meta` and its method and tool in headers (each "session" is then one keep-alive
+//! connection). Output: one JSON line on stdout.
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -41,6 +44,8 @@ struct Options {
     token: Option<String>,
     hold: bool,
     continue_conversation: bool,
+    /// MCP 2026-07-28 over HTTP: no session, each call self-contained.
+    stateless: bool,
     /// The server's pid, to report its CPU time per call.
     cpu_pid: Option<u32>,
 }
@@ -58,6 +63,7 @@ fn parse() -> Result<Options, String> {
             .filter(|t| !t.is_empty()),
         hold: false,
         continue_conversation: false,
+        stateless: false,
         cpu_pid: None,
     };
     let mut args = std::env::args().skip(1);
@@ -70,8 +76,12 @@ fn parse() -> Result<Options, String> {
             o.continue_conversation = true;
             continue;
         }
+        if flag == "--stateless" {
+            o.stateless = true;
+            continue;
+        }
         if flag == "--help" || flag == "-h" {
-            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--cpu-pid PID] [--hold] [--continue]".into());
+            return Err("usage: exai-load [--url URL] [--sessions N] [--tool version|chat] [--duration S] [--warmup S] [--rate N] [--token T] [--cpu-pid PID] [--hold] [--continue] [--stateless]".into());
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |what: &str| format!("{flag}={value:?}: expected {what}");
@@ -93,6 +103,9 @@ fn parse() -> Result<Options, String> {
     }
     if !matches!(o.tool.as_str(), "version" | "chat") {
         return Err(format!("--tool={:?}: expected version or chat", o.tool));
+    }
+    if o.stateless && !o.url.starts_with("http://") {
+        return Err("--stateless needs an http:// URL: it is Streamable HTTP's".into());
     }
     Ok(o)
 }
@@ -150,6 +163,8 @@ struct HttpSession {
     path: String,
     session_id: String,
     token: Option<String>,
+    /// 2026-07-28: the tool each call names in `Mcp-Name`; no session.
+    stateless_tool: Option<String>,
 }
 
 impl HttpSession {
@@ -174,7 +189,11 @@ impl HttpSession {
             path,
             session_id: String::new(),
             token: o.token.clone(),
+            stateless_tool: o.stateless.then(|| o.tool.clone()),
         };
+        if o.stateless {
+            return Ok(session);
+        }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "exai-load", "version": "0"}}});
         let (headers, body) = session.post(init.to_string()).await?;
@@ -196,8 +215,14 @@ impl HttpSession {
         let mut request = hyper::Request::post(&self.path)
             .header("host", &self.authority)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25");
+            .header("accept", "application/json, text/event-stream");
+        request = match &self.stateless_tool {
+            Some(tool) => request
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", tool.as_str()),
+            None => request.header("mcp-protocol-version", "2025-11-25"),
+        };
         if !self.session_id.is_empty() {
             request = request.header("mcp-session-id", &self.session_id);
         }
@@ -229,6 +254,9 @@ impl HttpSession {
     }
 
     async fn close(mut self) {
+        if self.stateless_tool.is_some() {
+            return;
+        }
         let request = hyper::Request::delete(&self.path)
             .header("host", &self.authority)
             .header("mcp-session-id", &self.session_id)
@@ -322,8 +350,16 @@ async fn session(
         _ => json!({}),
     };
     // The request with its id left out, built once: `{"jsonrpc":"2.0","id":` + id + rest.
+    let meta = match o.stateless {
+        true => format!(
+            r#","_meta":{}"#,
+            json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                   "io.modelcontextprotocol/clientCapabilities": {}})
+        ),
+        false => String::new(),
+    };
     let rest = format!(
-        r#","method":"tools/call","params":{{"name":"{}","arguments":{}}}}}"#,
+        r#","method":"tools/call","params":{{"name":"{}","arguments":{}{meta}}}}}"#,
         o.tool, arguments
     );
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
