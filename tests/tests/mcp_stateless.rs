@@ -286,3 +286,54 @@ fn each_era_gets_its_own_result_shape_whichever_path_answers() {
         assert_eq!(result["isError"], false);
     }
 }
+
+/// fake-llm's count of streamed answers whose client let go before their end.
+fn abandoned(llm: &FakeLlmProc) -> u64 {
+    let (_, stats) = http_get(llm.port, "/_stats").expect("fake-llm answers /_stats");
+    serde_json::from_str::<Value>(&stats).unwrap()["abandoned"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_closes_its_stream_cancels_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlmProc::start(&[]);
+    let daemon = daemon(&dir, &llm);
+    let port = daemon.mcp_port;
+    let calls_in_flight = || {
+        http_call(port, "status", json!({}))["structuredContent"]["in_flight"]
+            .as_u64()
+            .unwrap()
+    };
+    // In place (plain JSON), then through rmcp (a progress token: an SSE stream).
+    for (round, meta) in [json!({}), json!({"progressToken": "p"})]
+        .into_iter()
+        .enumerate()
+    {
+        let mut full = modern_meta(json!({}));
+        for (key, value) in meta.as_object().unwrap() {
+            full[key] = value.clone();
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "chat", "arguments": {"prompt": "an endless question [think:60000]", "model": "glm-5"},
+                       "_meta": full}});
+        // A keep-alive connection, as SDK clients hold them.
+        let request = String::from_utf8(http_mcp::post_request(
+            None,
+            &http_mcp::modern_headers("tools/call", Some("chat")),
+            &body.to_string(),
+        ))
+        .unwrap()
+        .replace("Connection: close\r\n", "");
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket.write_all(request.as_bytes()).unwrap();
+        exai_tests::wait_for("the model call to start", exai_tests::PATIENCE, || {
+            (calls_in_flight() == 1).then_some(())
+        });
+        drop(socket);
+        exai_tests::wait_for("the model call to be aborted", exai_tests::PATIENCE, || {
+            (abandoned(&llm) > round as u64 && calls_in_flight() == 0).then_some(())
+        });
+    }
+}
