@@ -14,6 +14,7 @@ mod message;
 mod plain;
 pub mod sessions;
 mod streams;
+mod under_way;
 mod ws;
 
 use crate::config::ServerConfig;
@@ -64,7 +65,7 @@ pub struct Server {
     bodies: body::BodyBudget,
     admission: Arc<Admission>,
     /// WebSocket sessions open now.
-    websocket_sessions: std::sync::atomic::AtomicUsize,
+    websocket_open: under_way::UnderWay,
     /// Upgraded WebSocket sessions, which outlive their HTTP connection's task, and the
     /// tasks each runs.
     sessions: TaskTracker,
@@ -139,7 +140,7 @@ impl Server {
             streams,
             bodies,
             admission,
-            websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
+            websocket_open: under_way::UnderWay::default(),
             sessions: TaskTracker::new(),
             stages,
         })
@@ -153,8 +154,7 @@ impl Server {
 
     /// WebSocket sessions open now.
     pub fn websocket_sessions(&self) -> usize {
-        self.websocket_sessions
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.websocket_open.now()
     }
 
     /// Connections, places and sessions now, as `status` shows them.
@@ -241,9 +241,8 @@ impl Server {
             self.core.calls_finished().await;
             // Their answers go out before the sessions close: WebSocket sessions close
             // by themselves once answered; HTTP answers end their request's stream.
-            while self.websocket_sessions() > 0 || self.http_sessions.answering() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            self.websocket_open.none().await;
+            self.http_sessions.answered().await;
             self.stages.sessions.cancel();
             connections.close();
             self.sessions.close();
@@ -264,9 +263,7 @@ impl Server {
     /// Completes once rmcp has closed every HTTP session (their workers end on
     /// `stages.sessions`).
     async fn http_sessions_closed(&self) {
-        while self.http_sessions() > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.http_sessions.all_closed().await
     }
 
     /// Serves one connection: HTTP/1.1 with a header deadline (which also closes an idle

@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::under_way::UnderWay;
+
 pub struct BoundedSessions {
     inner: LocalSessionManager,
     state: Arc<Mutex<State>>,
@@ -42,7 +44,9 @@ pub struct BoundedSessions {
     created_since_trim: AtomicU64,
     /// Requests whose response stream is still open: at shutdown, sessions close only
     /// once these answers went out.
-    answering: Arc<std::sync::atomic::AtomicUsize>,
+    answering: Arc<UnderWay>,
+    /// Woken whenever a session goes: shutdown waits for the last one without polling.
+    gone: tokio::sync::Notify,
 }
 
 /// Sessions created before their memory is worth giving back, once most have gone.
@@ -115,7 +119,7 @@ struct Busy {
     state: Arc<Mutex<State>>,
     id: SessionId,
     /// Counts an answer on its way, for a request's stream.
-    answering: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    answering: Option<Arc<UnderWay>>,
     /// A call answered in place, forgotten by its session when done.
     direct: Option<RequestId>,
 }
@@ -123,7 +127,7 @@ struct Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         if let Some(answering) = &self.answering {
-            answering.fetch_sub(1, Relaxed);
+            answering.end();
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(session) = state.sessions.get_mut(&self.id) {
@@ -201,6 +205,7 @@ impl BoundedSessions {
             evicted: AtomicU64::new(0),
             created_since_trim: AtomicU64::new(0),
             answering: Arc::default(),
+            gone: tokio::sync::Notify::new(),
         }
     }
 
@@ -235,6 +240,7 @@ impl BoundedSessions {
             victim
         };
         if let Some(id) = victim {
+            self.gone.notify_waiters();
             self.evicted.fetch_add(1, Relaxed);
             tracing::debug!(session = %id, "closing the MCP session idle the longest to make room");
             let _ = self.inner.close_session(&id).await;
@@ -275,6 +281,9 @@ impl BoundedSessions {
                 }
                 expired
             };
+            if !expired.is_empty() {
+                self.gone.notify_waiters();
+            }
             for id in expired {
                 let _ = self.inner.close_session(&id).await;
             }
@@ -386,7 +395,7 @@ impl BoundedSessions {
             session.busy += 1;
             session.last_active = Instant::now();
         }
-        self.answering.fetch_add(1, Relaxed);
+        self.answering.start();
         Some(DirectCall {
             ct,
             _busy: Some(Busy {
@@ -423,7 +432,25 @@ impl BoundedSessions {
 
     /// Requests whose answer is still on its way to the client.
     pub fn answering(&self) -> usize {
-        self.answering.load(Relaxed)
+        self.answering.now()
+    }
+
+    /// Completes once no answer is on its way.
+    pub async fn answered(&self) {
+        self.answering.none().await
+    }
+
+    /// Completes once every session is gone.
+    pub async fn all_closed(&self) {
+        loop {
+            let gone = self.gone.notified();
+            tokio::pin!(gone);
+            gone.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            gone.await;
+        }
     }
 }
 
@@ -466,6 +493,7 @@ impl SessionManager for BoundedSessions {
         let gone = self.lock().sessions.remove(id);
         if let Some(gone) = gone {
             gone.closed();
+            self.gone.notify_waiters();
         }
         self.inner.close_session(id).await
     }
@@ -476,7 +504,7 @@ impl SessionManager for BoundedSessions {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let mut busy = self.busy(id);
-        self.answering.fetch_add(1, Relaxed);
+        self.answering.start();
         busy.answering = Some(self.answering.clone());
         let stream = self.inner.create_stream(id, message).await?;
         Ok(tracked(stream, busy))
