@@ -159,7 +159,7 @@ fn a_task_started_on_one_daemon_is_followed_cancelled_and_failed_through_another
     );
 
     // Started on A, cancelled through B: A stops its model call.
-    let abandoned_before = abandoned(&llm);
+    let abandoned_before = llm.abandoned();
     let cancelled = chat(a.mcp_port, "an endless question [think:60000]");
     wait_for("the model to be thinking", PATIENCE, || {
         let state = task_state(a.mcp_port, &cancelled);
@@ -174,7 +174,7 @@ fn a_task_started_on_one_daemon_is_followed_cancelled_and_failed_through_another
     wait_for(
         "the daemon running it to abort the model call",
         PATIENCE,
-        || (abandoned(&llm) > abandoned_before).then_some(()),
+        || (llm.abandoned() > abandoned_before).then_some(()),
     );
 
     // Started on A, A killed: B says failed within the lease.
@@ -199,13 +199,6 @@ fn a_task_started_on_one_daemon_is_followed_cancelled_and_failed_through_another
     // Another client's guess, or a conversation's id, is an unknown task.
     let unknown = with_tasks(b.mcp_port, "tasks/get", json!({"taskId": uuid_like()}));
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
-}
-
-fn abandoned(llm: &FakeLlmProc) -> u64 {
-    let (_, stats) = exai_tests::metrics::http_get(llm.port, "/_stats").unwrap();
-    serde_json::from_str::<Value>(&stats).unwrap()["abandoned"]
-        .as_u64()
-        .unwrap()
 }
 
 /// An id of the shape task ids have, that no task has.

@@ -325,11 +325,7 @@ fn the_newest_python_sdk_runs_chat_as_a_2026_task_and_cancels_another() {
     exai_tests::wait_for(
         "the cancelled task's model call to be aborted",
         exai_tests::PATIENCE,
-        || {
-            let (_, stats) = http_get(llm.port, "/_stats")?;
-            let stats: Value = serde_json::from_str(&stats).ok()?;
-            (stats["abandoned"].as_u64()? >= 1).then_some(())
-        },
+        || (llm.abandoned() >= 1).then_some(()),
     );
     assert_eq!(steps["unknown"]["error"], -32602, "{:?}", steps["unknown"]);
 }

@@ -7,7 +7,6 @@
 use exai_tests::fake_llm::FakeLlmProc;
 use exai_tests::http_mcp::{self, modern_meta, HttpSession};
 use exai_tests::mcp;
-use exai_tests::metrics::http_get;
 use exai_tests::process::bin_path;
 use exai_tests::Daemon;
 use serde_json::{json, Value};
@@ -18,29 +17,6 @@ const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 fn daemon(dir: &tempfile::TempDir, llm: &FakeLlmProc) -> Daemon {
     Daemon::with_llm(&dir.path().join("events.sock"), llm.port, &[])
-}
-
-/// The messages of the provider request whose last message is `prompt`.
-fn sent_to_provider(llm: &FakeLlmProc, prompt: &str) -> Vec<String> {
-    let (_, body) = http_get(llm.port, "/_requests").expect("fake-llm answers /_requests");
-    let requests: Vec<Value> = serde_json::from_str(&body).unwrap();
-    let request = requests
-        .iter()
-        .rev()
-        .find(|r| {
-            r["body"]["messages"]
-                .as_array()
-                .and_then(|m| m.last())
-                .map(|m| &m["content"])
-                == Some(&json!(prompt))
-        })
-        .unwrap_or_else(|| panic!("no provider request ending with {prompt:?}"));
-    request["body"]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 /// A stateless `tools/call` over HTTP that must succeed; its result.
@@ -138,8 +114,12 @@ fn a_conversation_goes_on_across_transports_with_its_handle_alone() {
         third["result"]["structuredContent"]["history_turns"], 2,
         "{third}"
     );
+    let contents: Vec<String> = exai_tests::conversation::sent_to_provider(&llm, "three")
+        .into_iter()
+        .map(|(_, content)| content)
+        .collect();
     assert_eq!(
-        sent_to_provider(&llm, "three"),
+        contents,
         ["one", "echo: one", "two", "echo: two", "three"],
         "every earlier turn reached the model"
     );
@@ -287,14 +267,6 @@ fn each_era_gets_its_own_result_shape_whichever_path_answers() {
     }
 }
 
-/// fake-llm's count of streamed answers whose client let go before their end.
-fn abandoned(llm: &FakeLlmProc) -> u64 {
-    let (_, stats) = http_get(llm.port, "/_stats").expect("fake-llm answers /_stats");
-    serde_json::from_str::<Value>(&stats).unwrap()["abandoned"]
-        .as_u64()
-        .unwrap()
-}
-
 #[test]
 fn a_client_that_closes_its_stream_cancels_the_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -333,7 +305,7 @@ fn a_client_that_closes_its_stream_cancels_the_call() {
         });
         drop(socket);
         exai_tests::wait_for("the model call to be aborted", exai_tests::PATIENCE, || {
-            (abandoned(&llm) > round as u64 && calls_in_flight() == 0).then_some(())
+            (llm.abandoned() > round as u64 && calls_in_flight() == 0).then_some(())
         });
     }
 }

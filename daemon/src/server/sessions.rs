@@ -442,15 +442,7 @@ impl BoundedSessions {
 
     /// Completes once every session is gone.
     pub async fn all_closed(&self) {
-        loop {
-            let gone = self.gone.notified();
-            tokio::pin!(gone);
-            gone.as_mut().enable();
-            if self.open() == 0 {
-                return;
-            }
-            gone.await;
-        }
+        super::under_way::until(&self.gone, || self.open() == 0).await
     }
 }
 

@@ -27,15 +27,21 @@ impl UnderWay {
 
     /// Completes once none is under way.
     pub async fn none(&self) {
-        loop {
-            let ended = self.none.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            if self.now() == 0 {
-                return;
-            }
-            ended.await;
+        until(&self.none, || self.now() == 0).await
+    }
+}
+
+/// Completes once `done` holds, checking it again each time `changed` is notified (the
+/// waiter is registered before each check, so no notification falls between them).
+pub async fn until(changed: &Notify, done: impl Fn() -> bool) {
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if done() {
+            return;
         }
+        notified.await;
     }
 }
 

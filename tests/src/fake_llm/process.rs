@@ -27,4 +27,15 @@ impl FakeLlmProc {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+
+    /// Streamed answers whose client let go before their end: model calls aborted
+    /// (`/_stats`'s `abandoned`).
+    pub fn abandoned(&self) -> u64 {
+        let (_, stats) =
+            crate::metrics::http_get(self.port, "/_stats").expect("fake-llm answers /_stats");
+        let stats: serde_json::Value = serde_json::from_str(&stats).expect("JSON stats");
+        stats["abandoned"]
+            .as_u64()
+            .expect("a count of abandoned answers")
+    }
 }

@@ -117,15 +117,7 @@ impl InFlight {
 
     /// Completes once no request awaits its answer.
     async fn none(&self) {
-        loop {
-            let answered = self.none.notified();
-            tokio::pin!(answered);
-            answered.as_mut().enable();
-            if self.ids().is_empty() {
-                return;
-            }
-            answered.await;
-        }
+        super::super::under_way::until(&self.none, || self.ids().is_empty()).await
     }
 }
 
