@@ -7,7 +7,7 @@ use exai_daemon::pipe_writer::{self, DaemonIdentity, WriterConfig};
 use exai_daemon::providers::catalogue::{Catalogue, CatalogueHandle};
 use exai_daemon::providers::discovery;
 use exai_daemon::providers::{InflightLimits, ProviderClient, ProviderConfig, RetryPolicy};
-use exai_daemon::server::{self, Server, ShutdownStages};
+use exai_daemon::server::{self, Occupancy, Server, ShutdownStages};
 use exai_daemon::storage::memory::MemoryStore;
 use exai_daemon::storage::redis::RedisStore;
 use exai_daemon::storage::{ConversationStore, Journal};
@@ -247,14 +247,13 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
         // The server stops first; the pipe writer only once the last answers are out, so
         // their events and the final heartbeat reach the agent.
         let writer_cancel = root.child_token();
-        let views = Arc::new(HeartbeatViews { chat: chat.clone(), server: std::sync::OnceLock::new() });
+        // Every place and count of the MCP edge: the server fills it, the heartbeat and
+        // `status` read it.
+        let occupancy = Occupancy::new(&config.server.limits);
+        let views = Arc::new(HeartbeatViews { chat: chat.clone(), occupancy: occupancy.clone() });
         let writer = tokio::spawn(pipe_writer::run(emitter.clone(), identity, views.clone(), WriterConfig::new(config.events_socket.clone()), writer_cancel.clone()));
-        let server = Server::new(config.server.clone(), core.clone(), stages.clone());
-        let _ = views.server.set(Arc::downgrade(&server));
-        let reported = Arc::downgrade(&server);
-        core.tools.report_connections(Box::new(move || {
-            reported.upgrade().map(|s| s.connection_report()).unwrap_or_default()
-        }));
+        let server = Server::new(config.server.clone(), core.clone(), stages.clone(), occupancy.clone());
+        core.tools.report_connections(Box::new(move || occupancy.report()));
         info!(%addr, token_required = config.server.token.is_some(),
             max_connections = config.server.limits.max_connections,
             max_pending_connections = config.server.limits.max_pending,
@@ -290,11 +289,10 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 /// What the heartbeat reads of the running daemon: its dependencies as the chat service
-/// sees them, and the server's Streamable HTTP sessions (counted with WebSocket ones).
+/// sees them, and the Streamable HTTP sessions open (counted with WebSocket ones).
 struct HeartbeatViews {
     chat: Arc<ChatService>,
-    /// Set once the server exists; the pipe writer starts before it.
-    server: std::sync::OnceLock<std::sync::Weak<Server>>,
+    occupancy: Arc<Occupancy>,
 }
 
 impl DependencyViews for HeartbeatViews {
@@ -307,10 +305,7 @@ impl DependencyViews for HeartbeatViews {
     }
 
     fn http_sessions(&self) -> u32 {
-        self.server
-            .get()
-            .and_then(std::sync::Weak::upgrade)
-            .map_or(0, |s| u32::try_from(s.http_sessions()).unwrap_or(u32::MAX))
+        u32::try_from(self.occupancy.http_sessions()).unwrap_or(u32::MAX)
     }
 }
 

@@ -83,7 +83,7 @@ async fn post(
         body,
         server.config.max_frame_bytes,
         &server.config.limits,
-        &server.bodies,
+        &server.occupancy.bodies,
     );
     let (mut body, body_bytes) = match read.await {
             Ok(read) => read,
@@ -129,7 +129,7 @@ async fn post(
         _body: Some(body_bytes),
     };
     if let (Some(session), Head::Request(Some(id))) = (&session, &head) {
-        match server.http_sessions.begin_request(session, id) {
+        match server.occupancy.http_sessions.begin_request(session, id) {
             Ok(request) => holds._request = request,
             Err(DuplicateId) => return duplicate_id(id.clone()),
         }
@@ -140,6 +140,7 @@ async fn post(
         }
         Some(call) => match &session {
             Some(session) => server
+                .occupancy
                 .http_sessions
                 .direct_call(session, &call.id, &server.stages.sessions)
                 .await
@@ -154,7 +155,7 @@ async fn post(
         return held(response, place, advertises, false, holds);
     }
     let _reserved = match session.is_none() && is_initialize(&body) {
-        true => match server.http_sessions.reserve().await {
+        true => match server.occupancy.http_sessions.reserve().await {
             Ok(reserved) => Some(reserved),
             Err(full) => return sessions_full(full),
         },
@@ -269,12 +270,13 @@ fn stream_places(
         );
         Box::new(response)
     };
-    let Some(for_client) = server.streams.take(client) else {
+    let Some(for_client) = server.occupancy.streams.take(client) else {
         return Err(refused(
             "too many open streams from this client (EXAI_HTTP_MAX_STREAMS_PER_CLIENT); close one first\n",
         ));
     };
     let Some(for_session) = server
+        .occupancy
         .http_sessions
         .open_stream(session, limits.max_streams_per_session)
     else {

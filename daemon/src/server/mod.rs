@@ -11,6 +11,7 @@ mod body;
 mod direct;
 mod http;
 mod message;
+mod occupancy;
 mod plain;
 pub mod sessions;
 mod streams;
@@ -20,7 +21,7 @@ mod ws;
 use crate::config::ServerConfig;
 use crate::mcp::{McpCore, McpHandler};
 use crate::EventEmitter;
-use admission::{Admission, Connection};
+use admission::Connection;
 use bytes::Bytes;
 use exai_proto::{ConnectionPhase, EventKind, RefusalReason, SampleClass, Transport};
 use http_body_util::combinators::BoxBody;
@@ -42,6 +43,7 @@ use tracing::{debug, info};
 
 pub use direct::call as answerable_in_place;
 pub use message::{cancelled_request, check_frame};
+pub use occupancy::Occupancy;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -58,14 +60,9 @@ pub struct Server {
     core: Arc<McpCore>,
     emitter: EventEmitter,
     http_mcp: StreamableHttpService<McpHandler, BoundedSessions>,
-    http_sessions: Arc<BoundedSessions>,
-    /// `GET /mcp` streams by client address.
-    streams: streams::StreamPlaces,
-    /// Bytes of request bodies held now.
-    bodies: body::BodyBudget,
-    admission: Arc<Admission>,
-    /// WebSocket sessions open now.
-    websocket_open: under_way::UnderWay,
+    /// Every place and count of the edge (made in `main`, read by the heartbeat and
+    /// `status`).
+    occupancy: Arc<Occupancy>,
     /// Upgraded WebSocket sessions, which outlive their HTTP connection's task, and the
     /// tasks each runs.
     sessions: TaskTracker,
@@ -112,78 +109,32 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 }
 
 impl Server {
-    pub fn new(config: ServerConfig, core: Arc<McpCore>, stages: ShutdownStages) -> Arc<Self> {
+    pub fn new(
+        config: ServerConfig,
+        core: Arc<McpCore>,
+        stages: ShutdownStages,
+        occupancy: Arc<Occupancy>,
+    ) -> Arc<Self> {
         let emitter = core.emitter.clone();
         let mut http_config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(config.max_frame_bytes)
             .with_allowed_hosts(loopback_and(&config.allowed_hosts));
         http_config.cancellation_token = stages.sessions.clone();
         let handler_core = core.clone();
-        let http_sessions = Arc::new(BoundedSessions::new(
-            config.limits.max_http_sessions,
-            config.limits.http_session_idle,
-        ));
         let http_mcp = StreamableHttpService::new(
             move || Ok(McpHandler::new(handler_core.clone())),
-            http_sessions.clone(),
+            occupancy.http_sessions.clone(),
             http_config,
         );
-        let admission = Admission::new(config.limits.max_connections, config.limits.max_pending);
-        let streams = streams::StreamPlaces::new(config.limits.max_streams_per_client);
-        let bodies = body::BodyBudget::new(config.limits.max_request_bytes);
         Arc::new(Self {
             config,
             core,
             emitter,
             http_mcp,
-            http_sessions,
-            streams,
-            bodies,
-            admission,
-            websocket_open: under_way::UnderWay::default(),
+            occupancy,
             sessions: TaskTracker::new(),
             stages,
         })
-    }
-
-    /// Streamable HTTP sessions open now (the heartbeat counts them with WebSocket
-    /// sessions as connections).
-    pub fn http_sessions(&self) -> usize {
-        self.http_sessions.open()
-    }
-
-    /// WebSocket sessions open now.
-    pub fn websocket_sessions(&self) -> usize {
-        self.websocket_open.now()
-    }
-
-    /// Connections, places and sessions now, as `status` shows them.
-    pub fn connection_report(&self) -> serde_json::Value {
-        let limits = &self.config.limits;
-        serde_json::json!({
-            "websocket_sessions": self.websocket_sessions(),
-            "http_sessions": self.http_sessions(),
-            "max_http_sessions": limits.max_http_sessions,
-            "http_sessions_evicted": self.http_sessions_evicted(),
-            "active": self.admission.active_now(),
-            "max_connections": limits.max_connections,
-            "pending": self.admission.pending_now(),
-            "max_pending_connections": limits.max_pending,
-            "pending_evicted": self.pending_evicted(),
-            "request_bytes": self.bodies.held(),
-            "max_request_bytes": limits.max_request_bytes,
-        })
-    }
-
-    /// Streamable HTTP sessions closed to make room since start.
-    pub fn http_sessions_evicted(&self) -> u64 {
-        self.http_sessions.evicted()
-    }
-
-    /// Connections closed since start because the pool of connections not yet
-    /// authenticated was full (they were the ones waiting the longest).
-    pub fn pending_evicted(&self) -> u64 {
-        self.admission.evicted()
     }
 
     /// Serves until `stages.accepting` fires, then shuts down in order: no new
@@ -193,7 +144,8 @@ impl Server {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let connections = TaskTracker::new();
         connections.spawn(
-            self.http_sessions
+            self.occupancy
+                .http_sessions
                 .clone()
                 .expire_idle(self.stages.sessions.clone()),
         );
@@ -217,7 +169,7 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let (connection, evicted) = Connection::accepted(&self.admission, peer.ip());
+            let (connection, evicted) = Connection::accepted(&self.occupancy.admission, peer.ip());
             connections.spawn(self.clone().connection(stream, peer, connection));
             if let Some(gone) = evicted {
                 // Its descriptor is freed before another is taken.
@@ -241,8 +193,8 @@ impl Server {
             self.core.calls_finished().await;
             // Their answers go out before the sessions close: WebSocket sessions close
             // by themselves once answered; HTTP answers end their request's stream.
-            self.websocket_open.none().await;
-            self.http_sessions.answered().await;
+            self.occupancy.websocket.none().await;
+            self.occupancy.http_sessions.answered().await;
             self.stages.sessions.cancel();
             connections.close();
             self.sessions.close();
@@ -254,7 +206,7 @@ impl Server {
             self.stages.sessions.cancel();
             info!(
                 websocket = self.sessions.len(),
-                http_sessions = self.http_sessions(),
+                http_sessions = self.occupancy.http_sessions(),
                 "sessions still open {CLOSE_WITHIN:?} after the calls; closing them"
             );
         }
@@ -263,7 +215,7 @@ impl Server {
     /// Completes once rmcp has closed every HTTP session (their workers end on
     /// `stages.sessions`).
     async fn http_sessions_closed(&self) {
-        self.http_sessions.all_closed().await
+        self.occupancy.http_sessions.all_closed().await
     }
 
     /// Serves one connection: HTTP/1.1 with a header deadline (which also closes an idle

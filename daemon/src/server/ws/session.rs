@@ -126,7 +126,7 @@ struct OpenSession<'a>(&'a Server);
 
 impl<'a> OpenSession<'a> {
     fn new(server: &'a Server) -> Self {
-        server.websocket_open.start();
+        server.occupancy.websocket.start();
         let totals = server.emitter.totals();
         totals.open_connections.fetch_add(1, Relaxed);
         server.connection_event(
@@ -140,7 +140,7 @@ impl<'a> OpenSession<'a> {
 
 impl Drop for OpenSession<'_> {
     fn drop(&mut self) {
-        self.0.websocket_open.end();
+        self.0.occupancy.websocket.end();
         let totals = self.0.emitter.totals();
         totals.open_connections.fetch_sub(1, Relaxed);
         self.0.connection_event(
