@@ -4,7 +4,7 @@
 #
 # Before that, a serving exai-daemon with no EXAI_SPOOL_DIR of its own gets a spool under
 # /var/lib/exai/spool (the spool volume): the first slot daemon-N whose lock no running
-# daemon holds. The lock is taken on file descriptor 9, which the daemon inherits and keeps
+# daemon holds, and its conversation journal beside it (journal-N). The lock is taken on file descriptor 9, which the daemon inherits and keeps
 # until it exits. So `--scale daemon=2` gives two daemons two spools instead of one spool
 # written by both, and a recreated daemon takes back the slot of the one it replaced,
 # with whatever that one had not uploaded yet.
@@ -35,6 +35,11 @@ if claims_spool "$@"; then
         fi
     done
     export EXAI_SPOOL_DIR="$spool_root/daemon-$slot"
-    echo "exai-entrypoint: spool $EXAI_SPOOL_DIR" >&2
+    # The conversation journal (turns answered while Redis was away) beside it, on the
+    # same volume and under the same lock: a recreated daemon replays what its
+    # predecessor kept, instead of losing it with the container's own layer.
+    : "${EXAI_STORAGE_JOURNAL_DIR:=$spool_root/journal-$slot}"
+    export EXAI_STORAGE_JOURNAL_DIR
+    echo "exai-entrypoint: spool $EXAI_SPOOL_DIR, journal $EXAI_STORAGE_JOURNAL_DIR" >&2
 fi
 exec "$@"
