@@ -157,11 +157,13 @@ impl Tools {
     ) -> ToolOutput {
         let output = match call {
             Call::Chat(args) => {
-                return self.chat(args, correlation, cancel, progress).await;
+                // Boxed: a chat's state (the model call, the history) is large, and every
+                // call's future — spawned, so copied whole — would carry its size.
+                return Box::pin(self.chat(args, correlation, cancel, progress)).await;
             }
             Call::ListModels => self.listmodels(),
             Call::Version => reports::version(),
-            Call::Status => self.status(owner).await,
+            Call::Status => Box::pin(self.status(owner)).await,
         };
         output::truncate(output, self.max_result_bytes)
     }
