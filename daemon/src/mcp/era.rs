@@ -68,12 +68,18 @@ fn meta_of(result: &mut ServerResult) -> Option<&mut Option<MetaObject>> {
     }
 }
 
+/// The server as `_meta` names it, built once: every 2026 result carries it.
+pub fn server_info_json() -> serde_json::Value {
+    static INFO: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| serde_json::to_value(server_info()).unwrap_or_default());
+    INFO.clone()
+}
+
 /// Names the server in a 2026 result's `_meta`.
 pub fn stamp(meta: &mut Option<MetaObject>) {
     let meta = meta.get_or_insert_with(MetaObject::default);
     if !meta.contains_key(SERVER_INFO_KEY) {
-        let info = serde_json::to_value(server_info()).unwrap_or_default();
-        meta.insert(SERVER_INFO_KEY.to_owned(), info);
+        meta.insert(SERVER_INFO_KEY.to_owned(), server_info_json());
     }
 }
 

@@ -225,8 +225,7 @@ fn call_tool_result(
     let mut meta = output.meta;
     meta.insert("correlation_id".into(), correlation.as_str().into());
     if era == era::Era::Stateless {
-        let info = serde_json::to_value(era::server_info()).unwrap_or_default();
-        meta.insert(era::SERVER_INFO_KEY.into(), info);
+        meta.insert(era::SERVER_INFO_KEY.into(), era::server_info_json());
     }
     let content = vec![ContentBlock::text(output.text)];
     let mut result = if output.is_error {

@@ -135,19 +135,31 @@ fn stateless_agrees(headers: &hyper::HeaderMap, meta: &RequestMetaObject, name: 
             .is_some_and(|v| v.as_bytes() == expected.as_bytes())
             && values.next().is_none()
     };
-    let complete = meta.protocol_version().as_ref() == Some(&version)
-        && meta.missing_required_keys(&version).is_empty();
-    let as_task = meta
-        .client_capabilities()
-        .is_some_and(|caps| caps.supports_tasks())
+    // What rmcp requires of the `_meta`, read once: the revision (a string, so no decoding
+    // is needed to compare it) and capabilities that decode.
+    let names_version = meta
+        .get(crate::mcp::compat::PROTOCOL_VERSION_KEY)
+        .and_then(serde_json::Value::as_str)
+        == Some(version.as_str());
+    if !names_version {
+        return false;
+    }
+    // Capabilities `{}` (a client that offers nothing) need no decoding: no tasks.
+    let takes_tasks = match meta.get("io.modelcontextprotocol/clientCapabilities") {
+        Some(serde_json::Value::Object(declared)) if declared.is_empty() => false,
+        _ => match meta.client_capabilities() {
+            Some(capabilities) => capabilities.supports_tasks(),
+            None => return false,
+        },
+    };
+    let as_task = takes_tasks
         && crate::tools::specs()
             .iter()
             .any(|s| s.task_support && s.name == name);
     let params = headers
         .keys()
         .any(|key| key.as_str().starts_with("mcp-param-"));
-    complete
-        && once("mcp-protocol-version", version.as_str())
+    once("mcp-protocol-version", version.as_str())
         && once("mcp-method", "tools/call")
         && once("mcp-name", name)
         && !params
