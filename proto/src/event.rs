@@ -5,7 +5,7 @@
 //! On the wire an event is its kind's tag (a byte) and a record: the time, correlation id
 //! and weight, then the kind's fields. An agent skips a kind it does not know (see `wire`).
 
-use crate::frame::FrameError;
+use crate::frame_error::FrameError;
 use crate::heartbeat::Heartbeat;
 use crate::hello::ModelEntry;
 use crate::label::InlineStr;

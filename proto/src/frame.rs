@@ -18,6 +18,7 @@
 //! is buffered or allocated.
 
 use crate::event::Event;
+pub use crate::frame_error::FrameError;
 use crate::hello::Hello;
 use crate::wire::{Reader, Unknown, Writer};
 use crate::PROTOCOL_VERSION;
@@ -37,32 +38,6 @@ pub const MAX_EVENTS_PER_BATCH: usize = 4096;
 pub const MAGIC: [u8; 4] = *b"EXAI";
 
 const LEN_PREFIX: usize = 4;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    #[error("frame length {len} exceeds the maximum of {max} bytes")]
-    TooLarge { len: usize, max: usize },
-    #[error("not an exai event stream: the first frame does not start with the EXAI magic")]
-    BadMagic,
-    #[error("unsupported protocol version {got} (this side speaks version {supported})")]
-    UnsupportedVersion { got: u16, supported: u16 },
-    #[error("undecodable payload: {0}")]
-    BadPayload(String),
-    #[error("{extra} unexpected bytes after the payload")]
-    TrailingBytes { extra: usize },
-}
-
-impl FrameError {
-    /// A bounded label for counting rejections.
-    pub const fn reason(&self) -> &'static str {
-        match self {
-            FrameError::TooLarge { .. } => "bad_length",
-            FrameError::BadMagic => "bad_magic",
-            FrameError::UnsupportedVersion { .. } => "bad_version",
-            FrameError::BadPayload(_) | FrameError::TrailingBytes { .. } => "bad_payload",
-        }
-    }
-}
 
 /// A frame sent by the daemon.
 #[derive(Debug, Clone, PartialEq)]
