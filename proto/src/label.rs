@@ -71,7 +71,7 @@ macro_rules! label_enum {
                 w.unsigned(self.index() as u64);
             }
 
-            fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame::FrameError> {
+            fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame_error::FrameError> {
                 let index: u32 = r.unsigned()?;
                 Ok(match Self::from_index(index as usize) {
                     Some(value) => value,
@@ -160,10 +160,10 @@ impl<const N: usize> crate::wire::Wire for InlineStr<N> {
         w.bytes(self.as_str().as_bytes());
     }
 
-    fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::frame::FrameError> {
+    fn read(r: &mut crate::wire::Reader<'_>) -> Result<Self, crate::frame_error::FrameError> {
         let bytes = r.bytes()?;
         let s = std::str::from_utf8(bytes)
-            .map_err(|e| crate::frame::FrameError::BadPayload(format!("string: {e}")))?;
+            .map_err(|e| crate::frame_error::FrameError::BadPayload(format!("string: {e}")))?;
         Ok(Self::new(s))
     }
 }

@@ -16,7 +16,7 @@ mod label;
 pub mod event;
 pub mod fixture;
 pub mod frame;
-mod frame_error;
+pub mod frame_error;
 pub mod heartbeat;
 pub mod hello;
 pub mod sampling;

@@ -1,6 +1,6 @@
 //! Which events the daemon samples. Rates are "1 in N": 1 keeps every event, 0 keeps none.
 
-use crate::frame::FrameError;
+use crate::frame_error::FrameError;
 use crate::wire::{Reader, Wire, Writer};
 
 label_enum! {

@@ -19,7 +19,7 @@
 //! Anything else (removing, reordering or retyping a field, renumbering a label or a tag,
 //! changing the frame layout) is a new protocol version.
 
-use crate::frame::FrameError;
+use crate::frame_error::FrameError;
 use bincode::config::{self, Config};
 
 /// What a reader skipped because the peer is newer than this side.
@@ -314,7 +314,7 @@ macro_rules! record {
             #[allow(dead_code)]
             pub(crate) fn read_fields(
                 r: &mut $crate::wire::Reader<'_>,
-            ) -> Result<Self, $crate::frame::FrameError> {
+            ) -> Result<Self, $crate::frame_error::FrameError> {
                 Ok(Self { $($field: r.field()?),+ })
             }
         }
@@ -324,7 +324,7 @@ macro_rules! record {
                 w.record(|w| self.write_fields(w));
             }
 
-            fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame::FrameError> {
+            fn read(r: &mut $crate::wire::Reader<'_>) -> Result<Self, $crate::frame_error::FrameError> {
                 r.record(Self::read_fields)
             }
         }
