@@ -32,17 +32,17 @@
 //! first, skipping any a conversation already holds (an append whose answer was lost may
 //! have landed), then deletes them from the journal.
 
+pub mod connect;
 mod health;
 mod replay;
 pub mod scripts;
 
 use super::{ConversationStore, Journal, StorageError, StoreHealth, Thread, Turn};
 use crate::cause::Cause;
-use crate::config::redact_url;
 use exai_proto::{StorageBackend, StorageErrorKind};
 use futures_util::future::BoxFuture;
 use health::{classify, describe, probe, Health};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use scripts::{Appended, Loaded};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -89,25 +89,13 @@ impl RedisStore {
         cancel: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<Self, StorageError> {
-        let shown_url = redact_url(url);
-        let unavailable = |message: String, e: redis::RedisError| StorageError::Unavailable {
-            backend: StorageBackend::Redis,
-            kind: StorageErrorKind::Other,
-            message,
-            cause: Some(Cause::new(e)),
-        };
-        let client = redis::Client::open(url).map_err(|e| {
-            let why = crate::redact::redact_urls_in(&e.to_string());
-            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"), e)
-        })?;
-        // One attempt per reconnect: the probe paces the retries, so a call never waits
-        // behind the manager's own backoff.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}"), e))?;
+        let (conn, shown_url) =
+            connect::connect(url, timeout).map_err(|e| StorageError::Unavailable {
+                backend: StorageBackend::Redis,
+                kind: StorageErrorKind::Other,
+                message: e.message,
+                cause: Some(Cause::new(e.cause)),
+            })?;
         let health = Arc::new(Health {
             reachable: AtomicBool::new(true),
             last_error: Mutex::new((StorageErrorKind::None, String::new())),

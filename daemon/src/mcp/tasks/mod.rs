@@ -192,17 +192,25 @@ impl McpHandler {
                 None,
             ));
         }
-        let call = self
-            .core
-            .tools
-            .parse(&name, arguments.as_ref())
-            .map_err(invalid_params)?;
-        drop(arguments);
+        let call = self.checked_call(&name, arguments)?;
         let ttl = task.ttl.map(Duration::from_millis);
         let created = self
             .launch(call, ttl, transport(ctx), correlation, owner)
             .await?;
         Ok(json!({"task": self.task_json(&created)}))
+    }
+
+    /// A task's call, its arguments checked and their JSON dropped: a task waiting for a
+    /// model place holds one copy of its prompt.
+    pub(super) fn checked_call(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+    ) -> Result<crate::tools::Call, ErrorData> {
+        self.core
+            .tools
+            .parse(name, arguments.as_ref())
+            .map_err(invalid_params)
     }
 
     /// Creates a task for a checked call and runs the tool on its own, counted when it

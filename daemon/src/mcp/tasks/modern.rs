@@ -9,7 +9,7 @@
 //! authorization context (the daemon's token), and a task id — a random UUID, unknown
 //! unless the creating call returned it — is the capability to read or cancel it.
 
-use super::super::{correlation, era, headers, invalid_params, transport, McpHandler};
+use super::super::{correlation, era, headers, transport, McpHandler};
 use super::task_error;
 use crate::tasks::{Fetched, TaskOutcome, TaskStatus, TaskView};
 use exai_proto::{McpMethod, RequestStatus, Tool};
@@ -52,12 +52,7 @@ impl McpHandler {
         let CallToolRequestParams {
             name, arguments, ..
         } = request;
-        let call = self
-            .core
-            .tools
-            .parse(&name, arguments.as_ref())
-            .map_err(invalid_params)?;
-        drop(arguments);
+        let call = self.checked_call(&name, arguments)?;
         let created = self
             .launch(
                 call,

@@ -20,8 +20,7 @@
 use super::view::{lapsed, Finished, TaskError, TaskOutcome, TaskStatus, TaskView};
 use super::{Cancel, Limits, NewTask, Renewal};
 use crate::cause::Cause;
-use crate::config::redact_url;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 mod scripts;
@@ -60,23 +59,15 @@ impl RedisTasks {
     /// Tasks in the Redis at `url`, connected on first use; `timeout` bounds each
     /// connection attempt and each answer.
     pub fn new(url: &str, timeout: Duration, lease: Duration) -> Result<Self, TaskError> {
-        let shown_url = redact_url(url);
-        let unavailable = |message: String, e: redis::RedisError| TaskError::Unavailable {
-            message,
-            cause: Some(Cause::new(e)),
-        };
-        let client = redis::Client::open(url).map_err(|e| {
-            let why = crate::redact::redact_urls_in(&e.to_string());
-            unavailable(format!("invalid REDIS_URL {shown_url}: {why}"), e)
-        })?;
-        // One attempt per command: a task request waits at most `timeout` on a Redis
-        // that is away, never behind the manager's own backoff.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| unavailable(format!("cannot set up Redis at {shown_url}"), e))?;
+        // Made as the conversation store makes its own: lazily, one attempt per command,
+        // each bounded by `timeout`.
+        let (conn, shown_url) =
+            crate::storage::redis::connect::connect(url, timeout).map_err(|e| {
+                TaskError::Unavailable {
+                    message: e.message,
+                    cause: Some(Cause::new(e.cause)),
+                }
+            })?;
         Ok(Self {
             conn,
             lease,
