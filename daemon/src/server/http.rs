@@ -5,8 +5,8 @@
 //! session's request holds its id until answered; a `GET` stream holds places for its
 //! client and session (`streams`).
 
+use super::access::admit;
 use super::admission::Connection;
-use super::admit::admit;
 use super::body::{self, BodyError};
 use super::direct;
 use super::plain;

@@ -5,8 +5,8 @@
 //! `accept` backs off ([`accept`]). Shutdown is staged ([`Server::serve`]).
 
 mod accept;
+mod access;
 mod admission;
-mod admit;
 mod body;
 mod direct;
 mod http;

@@ -43,7 +43,7 @@ pub fn upgrade(
     mut req: Request<hyper::body::Incoming>,
     connection: Arc<Connection>,
 ) -> Response<Body> {
-    let admitted = super::admit::admit(
+    let admitted = super::access::admit(
         &server.config,
         req.headers(),
         req.uri().query(),

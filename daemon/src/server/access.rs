@@ -1,5 +1,6 @@
-//! Whether a request may be served at all, decided in one place for both transports
-//! before it can cost anything: the `Host` (Streamable HTTP: a page on another site that
+//! Access control: whether a request may be served at all, decided in one place for
+//! both transports before it can cost anything (the places it then takes are
+//! `admission`'s): the `Host` (Streamable HTTP: a page on another site that
 //! rebinds its name to 127.0.0.1 sends its own), the `Origin` (browsers' cross-site
 //! requests and WebSocket upgrades), the token. A refused request is counted by the
 //! caller with the reason returned here.
