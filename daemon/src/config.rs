@@ -127,8 +127,11 @@ pub struct DaemonConfig {
     pub storage: StorageConfig,
     /// `None` unless both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set.
     pub supabase: Option<SupabaseConfig>,
-    /// At SIGTERM, how long model calls in flight may go on before they are cancelled
-    /// and answered with an error (EXAI_SHUTDOWN_GRACE_S).
+    /// At SIGTERM, how long `/readyz` answers 503 while everything is still served,
+    /// before the daemon stops accepting (EXAI_DRAIN_S).
+    pub drain: Duration,
+    /// After the drain, how long model calls in flight may go on before they are
+    /// cancelled and answered with an error (EXAI_SHUTDOWN_GRACE_S).
     pub shutdown_grace: Duration,
 }
 
@@ -434,15 +437,14 @@ impl DaemonConfig {
         };
         let storage = persistence::storage(env, &s, flags)?;
         let supabase = persistence::supabase(env, &s, flags)?;
-        let shutdown_grace = Duration::from_secs(s.get_checked(
-            "EXAI_SHUTDOWN_GRACE_S",
-            None,
-            8u64,
-            |n| match n {
-                0..=3600 => Ok(()),
-                _ => Err("expected 0 to 3600 seconds".into()),
-            },
-        )?);
+        let seconds = |n: &u64| match n {
+            0..=3600 => Ok(()),
+            _ => Err("expected 0 to 3600 seconds".to_string()),
+        };
+        // Two checks of a balancer at HAProxy's default interval (2 s), and a second more.
+        let drain = Duration::from_secs(s.get_checked("EXAI_DRAIN_S", None, 5u64, seconds)?);
+        let shutdown_grace =
+            Duration::from_secs(s.get_checked("EXAI_SHUTDOWN_GRACE_S", None, 8u64, seconds)?);
         Ok(Self {
             name,
             events_socket,
@@ -457,6 +459,7 @@ impl DaemonConfig {
             conversations,
             storage,
             supabase,
+            drain,
             shutdown_grace,
         })
     }

@@ -1,6 +1,6 @@
-//! `exai-daemon healthcheck`: asks the daemon's own port for an HTTP answer, so a container
-//! healthcheck needs nothing else in the image (no curl). Any HTTP status counts as
-//! serving: a busy daemon (503 past `EXAI_WS_MAX_CONNECTIONS`) is not an unhealthy one.
+//! `exai-daemon healthcheck`: asks the daemon's own port for `/healthz` (or `/readyz`),
+//! so a container healthcheck needs nothing else in the image (no curl). The probes hold
+//! no place, so a busy daemon (every place taken) still answers them.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -38,9 +38,9 @@ pub fn target(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// Sends `GET /` to `addr` and returns the status code of the answer; `timeout` bounds the
-/// connect and each read and write.
-pub fn http_status(addr: SocketAddr, timeout: Duration) -> Result<u16, ProbeError> {
+/// Sends `GET path` to `addr` and returns the status code of the answer; `timeout` bounds
+/// the connect and each read and write.
+pub fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, ProbeError> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|source| ProbeError::Connect { addr, source })?;
     let no_answer = |source| ProbeError::NoAnswer { addr, source };
@@ -50,7 +50,7 @@ pub fn http_status(addr: SocketAddr, timeout: Duration) -> Result<u16, ProbeErro
     // One write: a request written in pieces can meet a server that has already answered
     // and closed (a busy daemon's 503), and a failed write hides that answer.
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
         addr.port()
     );
     let written = stream.write_all(request.as_bytes());
@@ -108,15 +108,15 @@ mod tests {
     #[test]
     fn any_http_status_is_an_answer() {
         let addr = answer_once(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!(http_status(addr, TIMEOUT).unwrap(), 404);
+        assert_eq!(http_status(addr, "/healthz", TIMEOUT).unwrap(), 404);
         let addr = answer_once(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
-        assert_eq!(http_status(addr, TIMEOUT).unwrap(), 503);
+        assert_eq!(http_status(addr, "/healthz", TIMEOUT).unwrap(), 503);
     }
 
     #[test]
     fn something_else_on_the_port_is_not_the_daemon() {
         let addr = answer_once(b"-ERR unknown command\r\n");
-        let err = http_status(addr, TIMEOUT).unwrap_err();
+        let err = http_status(addr, "/healthz", TIMEOUT).unwrap_err();
         assert!(matches!(err, ProbeError::NotHttp { .. }), "{err}");
     }
 
@@ -126,7 +126,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = http_status(addr, TIMEOUT).unwrap_err();
+        let err = http_status(addr, "/healthz", TIMEOUT).unwrap_err();
         assert!(matches!(err, ProbeError::Connect { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }

@@ -45,12 +45,16 @@ enum Command {
         #[arg(default_value = "ws://127.0.0.1:8079/mcp")]
         url: String,
     },
-    /// Exit 0 when the daemon on EXAI_WS_HOST:EXAI_WS_PORT answers HTTP, 1 otherwise: a
-    /// container healthcheck that needs nothing else in the image.
+    /// Exit 0 when the daemon on EXAI_WS_HOST:EXAI_WS_PORT answers 200 on /healthz (or
+    /// /readyz with --ready), 1 otherwise: a container healthcheck that needs nothing
+    /// else in the image.
     Healthcheck {
         /// Seconds allowed for the connect and for the answer
         #[arg(long, default_value_t = 2)]
         timeout: u64,
+        /// Ask /readyz (taking work, not draining) instead of /healthz (serving)
+        #[arg(long)]
+        ready: bool,
     },
 }
 
@@ -59,8 +63,9 @@ fn main() -> ExitCode {
     init_logging();
     match &cli.command {
         Some(Command::Bridge { url }) => return run_bridge(url),
-        Some(Command::Healthcheck { timeout }) => {
-            return run_healthcheck(&cli.flags, Duration::from_secs(*timeout))
+        Some(Command::Healthcheck { timeout, ready }) => {
+            let path = if *ready { "/readyz" } else { "/healthz" };
+            return run_healthcheck(&cli.flags, path, Duration::from_secs(*timeout));
         }
         None => {}
     }
@@ -118,7 +123,7 @@ fn run_bridge(url: &str) -> ExitCode {
     }
 }
 
-fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
+fn run_healthcheck(flags: &Flags, path: &str, timeout: Duration) -> ExitCode {
     let listen = match DaemonConfig::load(&ProcessEnv, flags) {
         Ok(config) => config.server.addr,
         Err(e) => {
@@ -127,10 +132,14 @@ fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
         }
     };
     let addr = healthcheck::target(listen);
-    match healthcheck::http_status(addr, timeout) {
-        Ok(status) => {
-            println!("exai-daemon on {addr} answers (HTTP {status})");
+    match healthcheck::http_status(addr, path, timeout) {
+        Ok(200) => {
+            println!("exai-daemon on {addr} answers {path} with 200");
             ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("exai-daemon healthcheck: {addr} answers {path} with {status}");
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("exai-daemon healthcheck: {e}");
@@ -260,7 +269,17 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
             "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
         let serving = tokio::spawn(server.serve(listener));
 
-        shutdown_signal().await;
+        let mut signals = Signals::new().context("cannot listen for SIGTERM and SIGINT")?;
+        signals.next().await;
+        // 0. The drain: /readyz says 503 while everything is still served, so balancers
+        //    take the daemon out of rotation before it stops accepting. A second signal
+        //    ends it early.
+        stages.draining.cancel();
+        info!(drain = ?config.drain, "draining: /readyz answers 503; still serving until the drain ends (EXAI_DRAIN_S)");
+        tokio::select! {
+            _ = tokio::time::sleep(config.drain) => {}
+            _ = signals.next() => info!("a second signal: ending the drain now"),
+        }
         info!("shutting down");
         // Tasks are nobody's open request: their model calls stop with the server.
         tasks.cancel_all();
@@ -318,16 +337,25 @@ const SPOOL_CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
 const MEMORY_STORE_MAX_THREADS: usize = 20_000;
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
+/// SIGTERM and SIGINT (Ctrl-C), each time one comes.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

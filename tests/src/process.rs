@@ -125,9 +125,15 @@ impl Proc {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.send_term();
         self.child.wait().expect("wait for child")
+    }
+
+    /// SIGTERM, without waiting: the process goes on with its shutdown (a daemon's
+    /// drain first).
+    pub fn send_term(&self) {
+        // SAFETY: signalling our own child by pid; not yet waited for, the pid is still its.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
     }
 
     /// True when the process is still running.
@@ -262,6 +268,9 @@ impl Daemon {
         let mut all = vec![
             ("EXAI_EVENTS_SOCKET", socket.display().to_string()),
             ("EXAI_WS_PORT", "0".to_string()),
+            // No balancer watches a test's daemon: SIGTERM stops it at once, unless a
+            // test about the drain sets its own.
+            ("EXAI_DRAIN_S", "0".to_string()),
         ];
         all.extend(env.iter().cloned());
         let proc = Proc::spawn_with_nofile("exai-daemon", &[], &all, nofile);

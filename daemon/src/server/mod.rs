@@ -13,6 +13,7 @@ mod http;
 mod message;
 mod occupancy;
 mod plain;
+mod probes;
 pub mod sessions;
 mod streams;
 mod under_way;
@@ -72,6 +73,9 @@ pub struct Server {
 /// The steps of a shutdown, each a child of the daemon's root token.
 #[derive(Clone)]
 pub struct ShutdownStages {
+    /// The drain has begun: `/readyz` answers 503 while everything is still served
+    /// (EXAI_DRAIN_S), so balancers stop sending new work before `accepting` fires.
+    pub draining: CancellationToken,
     /// Stop accepting; connections finish the request they are on; WebSocket sessions
     /// answer new requests with an error.
     pub accepting: CancellationToken,
@@ -86,6 +90,7 @@ pub struct ShutdownStages {
 impl ShutdownStages {
     pub fn new(root: &CancellationToken, grace: Duration) -> Self {
         Self {
+            draining: root.child_token(),
             accepting: root.child_token(),
             calls: root.child_token(),
             sessions: root.child_token(),
@@ -266,6 +271,10 @@ impl Server {
         connection: Arc<Connection>,
     ) -> Response<Body> {
         let path = req.uri().path();
+        // Before any Host, Origin or token check: balancers send their own Host.
+        if let Some(probe) = probes::Probe::of(path) {
+            return probe.answer(&req, &self.stages.draining);
+        }
         let is_mcp_path = path == "/mcp" || path == "/mcp/";
         if (path == "/" || is_mcp_path) && ws::is_upgrade(&req) {
             return ws::upgrade(self, req, connection);
@@ -275,7 +284,7 @@ impl Server {
         }
         text(
             404,
-            "not found: MCP is served on /mcp (Streamable HTTP or WebSocket) and / (WebSocket)\n",
+            "not found: MCP is served on /mcp (Streamable HTTP or WebSocket) and / (WebSocket); health on /healthz and /readyz\n",
         )
     }
 
