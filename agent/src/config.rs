@@ -3,7 +3,7 @@
 
 use crate::daemons::DaemonsConfig;
 use crate::health::HealthConfig;
-use exai_proto::settings::{EnvSource, SettingError, Settings};
+use exai_process::settings::{EnvSource, SettingError, Settings};
 use exai_proto::DEFAULT_EVENTS_SOCKET;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! start (so a taken port fails the start with a message naming the setting), then
 //! serve with a handler until shutdown.
 
+use exai_process::accept::AcceptBackoff;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -55,11 +56,11 @@ pub async fn serve_with(
     send_buffer: Option<usize>,
 ) {
     let tracker = TaskTracker::new();
-    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
     let what = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let mut backoff = AcceptBackoff::new(what, DESCRIPTORS);
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -69,7 +70,7 @@ pub async fn serve_with(
                     pair
                 }
                 Err(e) => {
-                    let pause = backoff.failed(&what, &e);
+                    let pause = backoff.failed(&e);
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(pause) => continue,
@@ -114,25 +115,16 @@ pub async fn serve_with(
     tracker.wait().await;
 }
 
+/// What the agent's accept loops say to do when out of file descriptors.
+pub const DESCRIPTORS: &str = "raise the limit (ulimit -n)";
+
 /// Whether the request's `Host` names a loopback address (or there is none). A server
 /// bound to loopback answers only those: anything else is a DNS-rebinding page.
 pub fn loopback_host(req: &Request<Incoming>) -> bool {
-    let Some(host) = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-    else {
-        return true;
-    };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    match req.headers().get(hyper::header::HOST) {
+        None => true,
+        Some(host) => host.to_str().is_ok_and(exai_process::host::is_loopback),
+    }
 }
 
 /// The answer to a request whose `Host` is not a loopback name.

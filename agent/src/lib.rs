@@ -2,12 +2,10 @@
 //! their events into metrics, health and a live dashboard. It knows the event protocol,
 //! not MCP.
 
-pub mod accept_backoff;
 pub mod config;
 pub mod daemons;
 pub mod dashboard;
 pub mod health;
-pub mod healthcheck;
 pub mod http_server;
 pub mod listener;
 pub mod metrics;

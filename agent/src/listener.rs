@@ -5,6 +5,7 @@
 
 use crate::daemons::{Daemons, Refusal, Session};
 use crate::sink::EventSink;
+use exai_process::throttle::Throttle;
 use exai_proto::frame::{self, DaemonFrame};
 use exai_proto::{FrameError, StreamDecoder};
 use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
@@ -197,8 +198,9 @@ pub async fn serve(
         max_connections,
     });
     let tracker = TaskTracker::new();
-    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
-    let mut refused_logged = None;
+    let mut backoff =
+        exai_process::accept::AcceptBackoff::new("event pipe", crate::http_server::DESCRIPTORS);
+    let mut refusals = Throttle::new(Duration::from_secs(1));
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -209,7 +211,7 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of file descriptors, say: pause rather than spin.
-                    let pause = backoff.failed("event pipe", &e);
+                    let pause = backoff.failed(&e);
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(pause) => continue,
@@ -222,12 +224,12 @@ pub async fn serve(
         if ingest.open.fetch_add(1, Ordering::AcqRel) >= ingest.max_connections {
             ingest.open.fetch_sub(1, Ordering::AcqRel);
             families.frame_rejected("too_many_connections");
-            warn_limited(&mut refused_logged, || {
+            if let Some(refused) = refusals.due() {
                 warn!(
                     max = ingest.max_connections,
-                    "refusing an event-pipe connection: EXAI_PIPE_MAX_CONNECTIONS reached"
-                )
-            });
+                    refused, "refusing event-pipe connections: EXAI_PIPE_MAX_CONNECTIONS reached"
+                );
+            }
             drop(stream);
             continue;
         }
@@ -235,14 +237,6 @@ pub async fn serve(
     }
     tracker.close();
     tracker.wait().await;
-}
-
-/// Runs `log` unless it ran less than a second ago.
-fn warn_limited(last: &mut Option<std::time::Instant>, log: impl FnOnce()) {
-    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-        *last = Some(std::time::Instant::now());
-        log();
-    }
 }
 
 /// Why a connection ended.

@@ -4,16 +4,17 @@ use exai_agent::daemons::Daemons;
 use exai_agent::dashboard::{self, Dashboard};
 use exai_agent::health::{self, AgentChecks, Health};
 use exai_agent::http_server::{self, Handler};
+use exai_agent::listener;
 use exai_agent::metrics::{Families, Registry};
 use exai_agent::sink::{Discard, EventSink};
-use exai_agent::{healthcheck, listener};
-use exai_proto::settings::ProcessEnv;
+use exai_process::probe;
+use exai_process::settings::ProcessEnv;
+use exai_process::stop::{Signals, Stop};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::info;
 
 /// exai observability agent: turns the daemons' events into metrics, health and a dashboard.
@@ -39,7 +40,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    exai_process::logging::init("info");
     if let Some(Command::Healthcheck { timeout }) = cli.command {
         return run_healthcheck(&cli.flags, Duration::from_secs(timeout));
     }
@@ -66,21 +67,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    // Unset or empty means the default, as for every other setting.
-    let filter = std::env::var("EXAI_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
     let health = match AgentConfig::load(&ProcessEnv, flags) {
         Ok(config) => config.health,
@@ -90,21 +76,15 @@ fn run_healthcheck(flags: &Flags, timeout: Duration) -> ExitCode {
         }
     };
     if !health.enabled {
-        eprintln!("exai-agent healthcheck: HEALTH_CHECK_ENABLED is false, so there is no /health/live to ask");
+        eprintln!("exai-agent healthcheck: HEALTH_CHECK_ENABLED is false, so there is no {LIVE_PATH} to ask");
         return ExitCode::FAILURE;
     }
-    let addr = healthcheck::target(health.addr);
-    match healthcheck::probe_live(addr, timeout) {
-        Ok(()) => {
-            println!("exai-agent on {addr} is live");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("exai-agent healthcheck: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    probe::healthcheck("exai-agent", health.addr, LIVE_PATH, timeout)
 }
+
+/// What the healthcheck asks: 200 whenever the agent serves, whatever it monitors (a
+/// missing daemon or a failing Redis makes the agent degraded, not dead).
+const LIVE_PATH: &str = "/health/live";
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let registry = Registry::new();
@@ -121,12 +101,12 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         info!(setting = key, "not read by the agent: health reports Redis and Supabase as the daemons see them (EXAI_HEALTH_PROBE_* adds the agent's own probe)");
     }
 
-    let cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
+    let mut signals = Signals::new()?;
+    let tasks = Stop::new();
     let (publish, findings) = watch::channel(Arc::default());
     tasks.spawn(
         AgentChecks::new(config.health_checks.clone(), families.clone())
-            .run(publish, cancel.child_token()),
+            .run(publish, tasks.token()),
     );
     let health = Arc::new(Health::new(
         config.health_checks.clone(),
@@ -138,7 +118,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         tasks.spawn(http_server::serve(
             listener,
             metrics_handler(registry.clone(), config.metrics.addr.ip().is_loopback()),
-            cancel.child_token(),
+            tasks.token(),
         ));
     }
     if let Some(listener) = health_listener {
@@ -146,7 +126,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         tasks.spawn(http_server::serve(
             listener,
             health::server::handler(health.clone(), config.health.addr.ip().is_loopback()),
-            cancel.child_token(),
+            tasks.token(),
         ));
     }
     let mut sink: Arc<dyn EventSink> = Arc::new(Discard);
@@ -158,7 +138,7 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
             health.clone(),
         ));
         info!(addr = %listener.local_addr()?, "dashboard listening");
-        let stop = cancel.child_token();
+        let stop = tasks.token();
         tasks.spawn(http_server::serve_with(
             listener,
             dashboard::server::handler(
@@ -172,22 +152,24 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         tasks.spawn(dashboard.clone().run(stop));
         sink = dashboard;
     }
-    tasks.spawn(expire_departed(daemons.clone(), cancel.child_token()));
+    tasks.spawn(expire_departed(daemons.clone(), tasks.token()));
     tasks.spawn(listener::serve(
         events,
         daemons,
         sink,
         config.pipe_max_connections,
-        cancel.child_token(),
+        tasks.token(),
     ));
-    tasks.close();
 
-    shutdown_signal().await;
+    signals.next().await;
     info!("shutting down");
-    cancel.cancel();
-    tasks.wait().await;
+    tasks.finish(STOP_WITHIN).await;
     Ok(())
 }
+
+/// Longest the servers get to close their connections at shutdown (each server already
+/// bounds its own; this bounds them all).
+const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 async fn bind_if(
     setting: &'static str,
@@ -235,18 +217,4 @@ fn metrics_handler(registry: Registry, loopback_only: bool) -> Handler {
             registry.render(),
         )
     })
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -12,7 +12,7 @@ use crate::providers::catalogue::{self, Catalogue, Entry};
 use crate::providers::models;
 use crate::providers::models_file;
 use crate::providers::Secret;
-use exai_proto::settings::{EnvSource, SettingError, Settings};
+use exai_process::settings::{EnvSource, SettingError, Settings};
 use exai_proto::{SampleClass, SamplingPolicy, DEFAULT_EVENTS_SOCKET};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -9,7 +9,6 @@ pub mod clock;
 pub mod config;
 pub mod emitter;
 pub mod fd_limit;
-pub mod healthcheck;
 pub mod mcp;
 pub mod memory;
 pub mod pipe_writer;

@@ -15,8 +15,9 @@ use exai_daemon::supabase::Persistence;
 use exai_daemon::tasks::TaskStore;
 use exai_daemon::tools::Tools;
 use exai_daemon::views::DependencyViews;
-use exai_daemon::{bridge, healthcheck, EventEmitter, Totals};
-use exai_proto::settings::ProcessEnv;
+use exai_daemon::{bridge, EventEmitter, Totals};
+use exai_process::settings::ProcessEnv;
+use exai_process::{probe, stop::Signals};
 use exai_proto::Provider;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,7 +61,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    exai_process::logging::init("info,rmcp=error");
     match &cli.command {
         Some(Command::Bridge { url }) => return run_bridge(url),
         Some(Command::Healthcheck { timeout, ready }) => {
@@ -83,21 +84,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    use std::io::IsTerminal;
-    // Unset or empty means the default, as for every other setting.
-    let filter = std::env::var("EXAI_LOG")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info,rmcp=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn run_bridge(url: &str) -> ExitCode {
@@ -124,25 +110,10 @@ fn run_bridge(url: &str) -> ExitCode {
 }
 
 fn run_healthcheck(flags: &Flags, path: &str, timeout: Duration) -> ExitCode {
-    let listen = match DaemonConfig::load(&ProcessEnv, flags) {
-        Ok(config) => config.server.addr,
+    match DaemonConfig::load(&ProcessEnv, flags) {
+        Ok(config) => probe::healthcheck("exai-daemon", config.server.addr, path, timeout),
         Err(e) => {
             eprintln!("exai-daemon healthcheck: invalid setting: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = healthcheck::target(listen);
-    match healthcheck::http_status(addr, path, timeout) {
-        Ok(200) => {
-            println!("exai-daemon on {addr} answers {path} with 200");
-            ExitCode::SUCCESS
-        }
-        Ok(status) => {
-            eprintln!("exai-daemon healthcheck: {addr} answers {path} with {status}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("exai-daemon healthcheck: {e}");
             ExitCode::FAILURE
         }
     }
@@ -336,26 +307,3 @@ const SPOOL_CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Conversations the in-memory store keeps (the embedded default; Redis has no such cap).
 const MEMORY_STORE_MAX_THREADS: usize = 20_000;
-
-/// SIGTERM and SIGINT (Ctrl-C), each time one comes.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.interrupt.recv() => {}
-        }
-    }
-}

@@ -64,7 +64,7 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
                 .map(|(_, rest)| rest)
                 .unwrap_or(origin);
             let host = host.split('/').next().unwrap_or("");
-            if is_loopback_authority(host) {
+            if exai_process::host::is_loopback(host) {
                 Ok(())
             } else {
                 Err(Refusal::ForeignOrigin)
@@ -78,31 +78,11 @@ pub fn check_host(headers: &HeaderMap, allowed_hosts: &[String]) -> Result<(), R
     let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
         return Err(Refusal::ForeignHost);
     };
-    let name = strip_port(host);
-    if is_loopback_authority(host) || allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+    if exai_process::host::is_loopback_or(host, allowed_hosts) {
         Ok(())
     } else {
         Err(Refusal::ForeignHost)
     }
-}
-
-fn strip_port(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    match authority.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => authority,
-    }
-}
-
-fn is_loopback_authority(authority: &str) -> bool {
-    let name = strip_port(authority).to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

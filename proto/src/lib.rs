@@ -14,13 +14,14 @@ pub mod wire;
 mod label;
 
 pub mod event;
+/// Frames of a newer daemon, for the compatibility tests (feature `fixture`).
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod frame;
 pub mod frame_error;
 pub mod heartbeat;
 pub mod hello;
 pub mod sampling;
-pub mod settings;
 
 pub use event::{
     CallStatus, ConnectionPhase, CorrelationId, Direction, Event, EventKind, EventLabel, McpMethod,

@@ -39,7 +39,21 @@ fn the_daemon_healthcheck_asks_the_daemon_port() {
         ],
     );
     assert!(out.status.success(), "{}", said(&out));
-    assert!(said(&out).contains("answers"), "{}", said(&out));
+    assert!(
+        said(&out).contains("answers /healthz with 200"),
+        "{}",
+        said(&out)
+    );
+    let out = Command::new(bin_path("exai-daemon"))
+        .args(["healthcheck", "--ready"])
+        .env("EXAI_WS_PORT", daemon.mcp_port.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        said(&out).contains("answers /readyz with 200"),
+        "{}",
+        said(&out)
+    );
 
     let port = closed_port();
     let out = healthcheck("exai-daemon", &[("EXAI_WS_PORT", port.to_string())]);
@@ -60,7 +74,11 @@ fn the_agent_healthcheck_asks_health_live() {
     assert_eq!(agent.health("/health").0, 503);
     let out = healthcheck("exai-agent", &[("HEALTH_CHECK_PORT", port.to_string())]);
     assert!(out.status.success(), "{}", said(&out));
-    assert!(said(&out).contains("is live"), "{}", said(&out));
+    assert!(
+        said(&out).contains("answers /health/live with 200"),
+        "{}",
+        said(&out)
+    );
 
     let out = healthcheck(
         "exai-agent",

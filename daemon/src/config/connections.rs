@@ -4,7 +4,7 @@
 //! Streamable HTTP sessions.
 
 use super::at_least;
-use exai_proto::settings::{EnvSource, SettingError, Settings};
+use exai_process::settings::{EnvSource, SettingError, Settings};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 use super::{at_least, flag, Flags};
 use crate::providers::Secret;
 pub use crate::redact::redact_url;
-use exai_proto::settings::{EnvSource, SettingError, Settings};
+use exai_process::settings::{EnvSource, SettingError, Settings};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,8 +52,8 @@ pub struct SupabaseConfig {
     /// Longest a chat waits for its turn's spool write (EXAI_SPOOL_WRITE_TIMEOUT_MS);
     /// past it the chat answers and says the turn is queued, not yet on disk.
     pub write_timeout: Duration,
-    /// Test hook (EXAI_SPOOL_TEST_HOLD_FILE): while this file exists the spool's writer
-    /// holds, as a stalled disk would. Unset in production.
+    /// Test hook (EXAI_SPOOL_TEST_HOLD_FILE, debug builds only): while this file exists
+    /// the spool's writer holds, as a stalled disk would.
     pub test_hold_file: Option<PathBuf>,
 }
 
@@ -208,10 +208,24 @@ pub(super) fn supabase(
                 _ => Err("expected 1 to 60000 ms".into()),
             },
         )?),
-        test_hold_file: Some(s.get("EXAI_SPOOL_TEST_HOLD_FILE", None, String::new())?)
+        test_hold_file: test_hold_file(s)?,
+    }))
+}
+
+/// The spool's test hook, read only by debug builds (the tests'): a release build has
+/// no such hook and ignores the variable.
+#[cfg(debug_assertions)]
+fn test_hold_file(s: &Settings) -> Result<Option<PathBuf>, SettingError> {
+    Ok(
+        Some(s.get("EXAI_SPOOL_TEST_HOLD_FILE", None, String::new())?)
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
-    }))
+    )
+}
+
+#[cfg(not(debug_assertions))]
+fn test_hold_file(_: &Settings) -> Result<Option<PathBuf>, SettingError> {
+    Ok(None)
 }
 
 #[cfg(test)]

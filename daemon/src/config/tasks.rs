@@ -1,7 +1,7 @@
 //! Bounds on tool calls run as tasks, and the lease by which a daemon shows it is still
 //! running one.
 
-use exai_proto::settings::{SettingError, Settings};
+use exai_process::settings::{SettingError, Settings};
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]

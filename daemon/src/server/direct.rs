@@ -177,17 +177,15 @@ fn rmcp_would_take(headers: &hyper::HeaderMap, allowed_hosts: &[String]) -> bool
         .is_some_and(|kind| plain::essence(kind).eq_ignore_ascii_case("application/json"));
     let sse = plain::accepts(headers, "text/event-stream");
     // rmcp's list: the three loopback names and EXAI_WS_ALLOWED_HOSTS, port aside.
-    let host = text(HOST).is_some_and(|host| {
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-        };
-        ["localhost", "127.0.0.1", "::1"]
-            .iter()
-            .copied()
-            .chain(allowed_hosts.iter().map(String::as_str))
-            .any(|known| known.eq_ignore_ascii_case(name))
-    });
+    let host = text(HOST)
+        .and_then(exai_process::host::name)
+        .is_some_and(|name| {
+            ["localhost", "127.0.0.1", "::1"]
+                .iter()
+                .copied()
+                .chain(allowed_hosts.iter().map(String::as_str))
+                .any(|known| known.eq_ignore_ascii_case(name))
+        });
     json && sse && host
 }
 

@@ -2,9 +2,9 @@
 //! Streamable HTTP MCP on `/mcp`. Places are held by requests that were read whole and
 //! authenticated, never by connections still sending ([`admission`]); headers and bodies
 //! have deadlines ([`body`]); HTTP sessions are bounded ([`sessions`]); a failing
-//! `accept` backs off ([`accept`]). Shutdown is staged ([`Server::serve`]).
+//! `accept` backs off (`exai_process::accept`). `/healthz` and `/readyz` answer
+//! balancers ([`probes`]). Shutdown is staged ([`Server::serve`]), after a drain.
 
-mod accept;
 mod access;
 mod admission;
 mod body;
@@ -154,7 +154,10 @@ impl Server {
                 .clone()
                 .expire_idle(self.stages.sessions.clone()),
         );
-        let mut backoff = accept::AcceptBackoff::default();
+        let mut backoff = exai_process::accept::AcceptBackoff::new(
+            "MCP",
+            "raise the limit (ulimit -n) or lower EXAI_WS_MAX_CONNECTIONS / EXAI_WS_MAX_PENDING_CONNECTIONS",
+        );
         let accepting = self.stages.accepting.clone();
         loop {
             let (stream, peer) = tokio::select! {

@@ -21,6 +21,7 @@ use super::record;
 use super::spool::SpoolReader;
 use super::UploadState;
 use crate::EventEmitter;
+use exai_process::throttle::Throttle;
 use exai_proto::event::{EventKind, SupabaseOp};
 use exai_proto::{SampleClass, SupabaseTable};
 use std::collections::HashMap;
@@ -71,7 +72,7 @@ impl Uploader {
         let mut reader = Some(reader);
         let mut trouble = Trouble::default();
         // Disk errors are logged apart from upload failures, at most once a minute.
-        let mut disk_warned_at: Option<Instant> = None;
+        let mut disk_failures = Throttle::new(REPEAT_WARNING);
         let mut linger = false;
         loop {
             if linger {
@@ -88,9 +89,8 @@ impl Uploader {
             let batch = match read {
                 Ok(batch) => batch,
                 Err(e) => {
-                    if disk_warned_at.is_none_or(|at| at.elapsed() >= REPEAT_WARNING) {
-                        disk_warned_at = Some(Instant::now());
-                        tracing::error!(error = %e, "cannot read the Supabase spool; retrying every second");
+                    if let Some(failures) = disk_failures.due() {
+                        tracing::error!(error = %e, failures, "cannot read the Supabase spool; retrying every second");
                     }
                     sleep(Duration::from_secs(1), &cancel).await;
                     continue;
@@ -143,9 +143,8 @@ impl Uploader {
                         return;
                     };
                     if let Err(e) = committed {
-                        if disk_warned_at.is_none_or(|at| at.elapsed() >= REPEAT_WARNING) {
-                            disk_warned_at = Some(Instant::now());
-                            tracing::error!(error = %e, "cannot save the Supabase spool's cursor or delete uploaded segments; records uploaded since may be sent again after a restart");
+                        if let Some(failures) = disk_failures.due() {
+                            tracing::error!(error = %e, failures, "cannot save the Supabase spool's cursor or delete uploaded segments; records uploaded since may be sent again after a restart");
                         }
                     }
                     emitter

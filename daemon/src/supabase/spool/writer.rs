@@ -9,6 +9,7 @@
 //! stops, after writing everything queued.
 
 use super::{Spool, SpoolError};
+use exai_process::throttle::Throttle;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -176,12 +177,11 @@ impl SpoolWriter {
 fn run(spool: Arc<Spool>, inbox: mpsc::Receiver<Job>, queued: Arc<Queued>, hold: Option<PathBuf>) {
     let mut synced_at = Instant::now();
     let mut dirty = false;
-    let mut sync_warned_at: Option<Instant> = None;
+    let mut sync_failures = Throttle::new(Duration::from_secs(60));
     let mut sync = |dirty: &mut bool, synced_at: &mut Instant| {
         if let Err(e) = spool.sync() {
-            if sync_warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                sync_warned_at = Some(Instant::now());
-                tracing::error!(error = %e, "cannot sync the Supabase spool to disk");
+            if let Some(failures) = sync_failures.due() {
+                tracing::error!(error = %e, failures, "cannot sync the Supabase spool to disk");
             }
         }
         *dirty = false;

@@ -1,10 +1,32 @@
-//! `exai-daemon healthcheck`: asks the daemon's own port for `/healthz` (or `/readyz`),
-//! so a container healthcheck needs nothing else in the image (no curl). The probes hold
-//! no place, so a busy daemon (every place taken) still answers them.
+//! The `healthcheck` subcommand of both programs: asks the program's own port for a
+//! health path (the daemon's `/healthz` or `/readyz`, the agent's `/health/live`) and
+//! exits 0 on a 200, so a container healthcheck needs nothing else in the image (no
+//! curl).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// Asks `path` of the `program` listening on `listen` and says what it answered: exit 0
+/// on a 200, 1 otherwise.
+pub fn healthcheck(program: &str, listen: SocketAddr, path: &str, timeout: Duration) -> ExitCode {
+    let addr = target(listen);
+    match http_status(addr, path, timeout) {
+        Ok(200) => {
+            println!("{program} on {addr} answers {path} with 200");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("{program} healthcheck: {addr} answers {path} with {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{program} healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -46,7 +68,7 @@ pub fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u1
     let no_answer = |source| ProbeError::NoAnswer { addr, source };
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
     stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
-    // Loopback in Host: the daemon answers loopback host names whatever else is allowed.
+    // Loopback in Host: both programs answer loopback host names whatever else is allowed.
     // One write: a request written in pieces can meet a server that has already answered
     // and closed (a busy daemon's 503), and a failed write hides that answer.
     let request = format!(

@@ -1,7 +1,7 @@
 //! Typed settings read from environment variables, with command-line flags overriding
-//! them. Both binaries read the pipe's contract names (`EXAI_EVENTS_SOCKET`, …) the same
-//! way, so the reader lives beside the contract. The source is a trait so parsing is
-//! tested with a map instead of the real process environment.
+//! them: both binaries read every setting the same way (a flag beats the variable, the
+//! variable the default; empty means unset; a bad value names itself). The source is a
+//! trait so parsing is tested with a map instead of the real process environment.
 
 use std::collections::HashMap;
 use std::fmt;
