@@ -48,6 +48,18 @@ if ! "$venv2/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.ver
     "$venv2/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements-mcp2.txt
 fi
 
+# The Kubernetes manifests are validated offline, from a venv of their own:
+# kubernetes-validate carries the API schemas of every Kubernetes version it knows, so
+# no cluster and no network are needed (tests/tests/kubernetes.rs; kubectl renders them).
+venv_k8s=tests/.venv-k8s
+if ! "$venv_k8s/bin/python" -c 'import importlib.metadata as m, sys; pins = [l.strip().split("==") for l in open("tests/py/requirements-k8s.txt") if "==" in l]; sys.exit(any(m.version(p) != v for p, v in pins))' >/dev/null 2>&1; then
+    log "creating $venv_k8s with kubernetes-validate"
+    python3 -m venv "$venv_k8s"
+    "$venv_k8s/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements-k8s.txt
+fi
+command -v kubectl >/dev/null 2>&1 \
+    || echo "kubectl is missing: the Kubernetes manifests test (tests/tests/kubernetes.rs) will fail until it is installed" >&2
+
 log "format"
 cargo fmt --all --check
 
