@@ -61,23 +61,7 @@ pub async fn serve_with(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut backoff = AcceptBackoff::new(what, DESCRIPTORS);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => {
-                    backoff.accepted();
-                    pair
-                }
-                Err(e) => {
-                    let pause = backoff.failed(&e);
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            },
-        };
+    while let Some((stream, peer)) = backoff.next(&cancel, || listener.accept()).await {
         if let Some(bytes) = send_buffer {
             if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes) {
                 debug!(%peer, error = %e, "cannot set the send buffer");

@@ -201,24 +201,8 @@ pub async fn serve(
     let mut backoff =
         exai_process::accept::AcceptBackoff::new("event pipe", crate::http_server::DESCRIPTORS);
     let mut refusals = Throttle::new(Duration::from_secs(1));
-    loop {
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(stream) => {
-                    backoff.accepted();
-                    stream
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: pause rather than spin.
-                    let pause = backoff.failed(&e);
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            },
-        };
+    // Out of file descriptors, say: `next` pauses rather than spins.
+    while let Some(stream) = backoff.next(&cancel, || listener.accept()).await {
         let families = ingest.daemons.families();
         families.pipe_connections.inc();
         if ingest.open.fetch_add(1, Ordering::AcqRel) >= ingest.max_connections {

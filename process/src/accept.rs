@@ -5,8 +5,10 @@
 //! line a second saying how many failed.
 
 use crate::throttle::Throttle;
+use std::future::Future;
 use std::io;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
@@ -29,6 +31,32 @@ impl AcceptBackoff {
             remedy,
             pause: None,
             warnings: Throttle::new(Duration::from_secs(1)),
+        }
+    }
+
+    /// The next connection `accept` gives, pausing after each failure; `None` once
+    /// `stop` fires. The accept loop of every server of both programs.
+    pub async fn next<T, A, F>(&mut self, stop: &CancellationToken, mut accept: A) -> Option<T>
+    where
+        A: FnMut() -> F,
+        F: Future<Output = io::Result<T>>,
+    {
+        loop {
+            let error = tokio::select! {
+                _ = stop.cancelled() => return None,
+                accepted = accept() => match accepted {
+                    Ok(connection) => {
+                        self.accepted();
+                        return Some(connection);
+                    }
+                    Err(error) => error,
+                },
+            };
+            let pause = self.failed(&error);
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(pause) => {}
+            }
         }
     }
 
@@ -69,6 +97,28 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn next_pauses_after_failures_and_ends_on_stop() {
+        let mut b = AcceptBackoff::new("test", "raise the limit");
+        let stop = CancellationToken::new();
+        let mut tries = 0;
+        let got = b
+            .next(&stop, || {
+                tries += 1;
+                let result = match tries {
+                    1..=3 => Err(io::Error::from(io::ErrorKind::ConnectionAborted)),
+                    n => Ok(n),
+                };
+                std::future::ready(result)
+            })
+            .await;
+        assert_eq!(got, Some(4));
+        assert_eq!(b.pause, None, "an accepted connection resets the backoff");
+        stop.cancel();
+        let pending = b.next(&stop, std::future::pending::<io::Result<()>>).await;
+        assert_eq!(pending, None);
+    }
 
     #[test]
     fn pauses_double_to_a_second_and_reset_on_success() {

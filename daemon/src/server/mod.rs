@@ -159,23 +159,7 @@ impl Server {
             "raise the limit (ulimit -n) or lower EXAI_WS_MAX_CONNECTIONS / EXAI_WS_MAX_PENDING_CONNECTIONS",
         );
         let accepting = self.stages.accepting.clone();
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = accepting.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => {
-                        backoff.accepted();
-                        pair
-                    }
-                    Err(e) => {
-                        let pause = backoff.failed(&e);
-                        tokio::select! {
-                            _ = accepting.cancelled() => break,
-                            _ = tokio::time::sleep(pause) => continue,
-                        }
-                    }
-                },
-            };
+        while let Some((stream, peer)) = backoff.next(&accepting, || listener.accept()).await {
             let _ = stream.set_nodelay(true);
             let (connection, evicted) = Connection::accepted(&self.occupancy.admission, peer.ip());
             connections.spawn(self.clone().connection(stream, peer, connection));
