@@ -695,7 +695,8 @@ fn sigkill_fails_only_calls_in_flight(fleet: &Fleet, report: &mut Report) {
 }
 
 /// The monitoring profile: Prometheus finds HAProxy (job `haproxy`) and the agent (job
-/// `exai-agent`) through Docker's DNS, and sees the three daemons in rotation again.
+/// `exai-agent`) through Docker's DNS, sees the three daemons in rotation again, and the
+/// fleet's rules expect three daemons (from HAProxy) and count three connected.
 fn prometheus_scrapes_haproxy_and_the_agent(fleet: &Fleet, report: &mut Report) {
     let started = Instant::now();
     let prometheus = fleet.project.port("prometheus", 9090, 1);
@@ -719,13 +720,29 @@ fn prometheus_scrapes_haproxy_and_the_agent(fleet: &Fleet, report: &mut Report) 
         Some(1.0),
         "one agent found by name"
     );
+    // The fleet's recording rules (compose/prometheus/rules.yml) take the number of
+    // daemons expected from HAProxy's servers when no count is configured: its empty
+    // server-template slots (MAINT) are not counted.
+    let expected = r#"exai:daemons_expected:count{source="haproxy"}"#;
+    wait_for(
+        "the rules to expect three daemons from HAProxy's servers",
+        CONTAINER_PATIENCE,
+        || (prometheus_scalar(prometheus, expected) == Some(DAEMONS as f64)).then_some(()),
+    );
+    let connected = r#"exai:exai_pipe_daemon_connected:sum"#;
+    wait_for(
+        "the rules to count three daemons connected",
+        CONTAINER_PATIENCE,
+        || (prometheus_scalar(prometheus, connected) == Some(DAEMONS as f64)).then_some(()),
+    );
+    let ruled_in = started.elapsed();
     report.row(
         "--profile monitoring",
         None,
         &[],
-        "Prometheus: up{job=haproxy} 1, 3 active servers; up{job=exai-agent} 1 (DNS discovery)"
+        "Prometheus: up{job=haproxy} 1, 3 active servers; up{job=exai-agent} 1 (DNS discovery); rules: 3 expected (source haproxy), 3 connected"
             .into(),
-        vec![("until seen", scraped_in)],
+        vec![("until seen", scraped_in), ("until ruled", ruled_in)],
     );
 }
 
