@@ -7,9 +7,10 @@ usage: mcp2_client.py http URL [MODE]
   (the initialize handshake, 2025-11-25). Steps: the protocol agreed, tools, chat with
   progress and traceparent, continuation, listmodels, status, version, ping (legacy only:
   2026-07-28 has none).
-usage: mcp2_client.py calls URL N
-  2026-07-28: N chats, each continuing the conversation the first began, then a summary
-  (answered, failed, the last answer's history_turns).
+usage: mcp2_client.py calls URL N [MODE]
+  N chats, each continuing the conversation the first began, then a summary (answered,
+  failed, each answer's history_turns, the protocol agreed). MODE as above, "2026-07-28"
+  unless given: "legacy" makes them N calls of one 2025-11-25 session.
 usage: mcp2_client.py tasks URL
   2026-07-28 with the tasks extension declared: a thinking chat becomes a task, polled
   with tasks/get until it completes; another is cancelled with tasks/cancel. The SDK has
@@ -127,9 +128,10 @@ async def tasks(url):
             say(step="unknown", error=getattr(e, "error", None) and e.error.code, text=str(e))
 
 
-async def calls(url, n):
-    answered, failed, turns, handle = 0, [], None, None
-    async with Client(url, mode="2026-07-28") as client:
+async def calls(url, n, mode):
+    answered, failed, turns, handle, history = 0, [], None, None, []
+    async with Client(url, mode=mode) as client:
+        protocol = client.protocol_version
         for i in range(n):
             args = {"prompt": f"turn {i}"}
             if handle:
@@ -145,7 +147,9 @@ async def calls(url, n):
             answered += 1
             handle = result.structured_content["continuation_id"]
             turns = result.structured_content["history_turns"]
-    say(step="calls", answered=answered, failed=failed, history_turns=turns, continuation_id=handle)
+            history.append(turns)
+    say(step="calls", answered=answered, failed=failed, history_turns=turns, history=history,
+        continuation_id=handle, protocol=protocol)
 
 
 def main():
@@ -153,7 +157,7 @@ def main():
     if scenario == "http":
         asyncio.run(conversation(url, sys.argv[3] if len(sys.argv) > 3 else "auto"))
     elif scenario == "calls":
-        asyncio.run(calls(url, int(sys.argv[3])))
+        asyncio.run(calls(url, int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "2026-07-28"))
     elif scenario == "tasks":
         asyncio.run(tasks(url))
     else:

@@ -2,7 +2,7 @@
 //! see statuses and headers as they are, or to open thousands of sessions.
 
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -172,4 +172,115 @@ pub fn stateless(port: u16, id: u64, method: &str, mut params: Value) -> Option<
     let headers = modern_headers(method, name);
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
     exchange(port, &post_request(None, &headers, &body.to_string()))
+}
+
+/// One client connection kept open across requests, as SDK clients keep theirs: what a
+/// balancer must spread request by request. Opened again when the server closed it.
+pub struct KeepAlive {
+    port: u16,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(port: u16) -> Self {
+        Self { port, stream: None }
+    }
+
+    /// A stateless (2026-07-28) `tools/call` of `tool`, as [`stateless`] sends it.
+    pub fn call_tool(&mut self, id: u64, tool: &str, arguments: Value) -> Result<Answer, String> {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments, "_meta": modern_meta(json!({}))}});
+        self.post(&modern_headers("tools/call", Some(tool)), &body.to_string())
+    }
+
+    /// POSTs `body` to `/mcp` with `extra_headers` (each ending in CRLF) and reads the
+    /// whole answer; `Err` says why none came (refused, reset, closed early).
+    pub fn post(&mut self, extra_headers: &str, body: &str) -> Result<Answer, String> {
+        let request = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        let outcome = self.exchange(request.as_bytes());
+        match &outcome {
+            Ok(answer) if answer.header("connection") != Some("close") => {}
+            _ => self.stream = None,
+        }
+        outcome
+    }
+
+    /// `GET path`, its body whole however it is framed (HAProxy's pages come chunked).
+    pub fn get(&mut self, path: &str) -> Result<Answer, String> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        );
+        let outcome = self.exchange(request.as_bytes());
+        if !matches!(&outcome, Ok(a) if a.header("connection") != Some("close")) {
+            self.stream = None;
+        }
+        outcome
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> Result<Answer, String> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(("127.0.0.1", self.port))
+                .map_err(|e| format!("connect: {e}"))?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            self.stream = Some(BufReader::new(stream));
+        }
+        let reader = self.stream.as_mut().expect("connected above");
+        reader
+            .get_mut()
+            .write_all(request)
+            .map_err(|e| format!("send: {e}"))?;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) => return Err(format!("closed after {} bytes of head", head.len())),
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => head.push_str(&line),
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        let head = head.to_lowercase();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status line in {head:?}"))?;
+        let mut answer = Answer {
+            status,
+            head,
+            body: String::new(),
+        };
+        let mut body = Vec::new();
+        if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).map_err(|e| e.to_string())?;
+                let size = usize::from_str_radix(size.trim(), 16)
+                    .map_err(|_| format!("bad chunk size {size:?}"))?;
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(length) = answer.header("content-length") {
+            let length: usize = length.parse().map_err(|_| "bad content-length")?;
+            body.resize(length, 0);
+            reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+        } else {
+            reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            answer.head.push_str("connection: close\r\n");
+        }
+        answer.body = String::from_utf8_lossy(&body).into_owned();
+        Ok(answer)
+    }
 }

@@ -12,16 +12,16 @@
 //! `mcp_requests_total` must match that count exactly at each step. A table of what each
 //! step measured closes the test.
 
-use exai_tests::compose::{self, ChatLoad, ComposeTool, Images, Project};
+use exai_tests::compose::{self, example_env, repo, show, ChatLoad, ComposeTool, Project};
 use exai_tests::fake_postgrest::{self, FakePostgrest};
 use exai_tests::mcp::{self, RawWs};
 use exai_tests::metrics::{http_get, prometheus_scalar};
 use exai_tests::process::{bin_path, python_sdk};
 use exai_tests::{wait_for, Scrape};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The label that names a daemon in the agent's per-daemon series.
@@ -42,17 +42,8 @@ const SPOOLED_TURNS: usize = 20;
 
 #[test]
 fn the_compose_stack_as_operators_run_it() {
-    let tool = match compose::detect() {
-        Ok(tool) => tool,
-        Err(why) if std::env::var("EXAI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("EXAI_REQUIRE_DOCKER=1, but {why}")
-        }
-        Err(why) => {
-            show(&format!(
-                "compose test skipped: {why} (EXAI_REQUIRE_DOCKER=1 makes this a failure)\n"
-            ));
-            return;
-        }
+    let Some(tool) = compose::tool_or_skip("compose test") else {
+        return;
     };
     let started = Instant::now();
     let bin_dir = bin_path("exai-daemon")
@@ -87,7 +78,7 @@ fn the_compose_stack_as_operators_run_it() {
             repo().join("compose/docker-compose.yml"),
             repo().join("tests/compose/fakes.yml"),
         ],
-        variables(&images, &bin_dir),
+        compose::test_variables(&images, &bin_dir),
         &["monitoring"],
     );
     let mut sent = 0u64;
@@ -121,60 +112,6 @@ fn the_example_env_lists_every_variable_of_the_compose_file() {
         read, listed,
         "compose/.env.example against docker-compose.yml"
     );
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the repository's root")
-        .to_path_buf()
-}
-
-/// `NAME=value` lines of compose/.env.example.
-fn example_env() -> BTreeMap<String, String> {
-    std::fs::read_to_string(repo().join("compose/.env.example"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// The example's defaults, with the test's images, the stand-ins for the providers and
-/// Supabase, and host ports left to Docker (other programs on this machine may hold
-/// 8079, 8000, …).
-fn variables(images: &Images, bin_dir: &Path) -> Vec<(String, String)> {
-    let mut env = example_env();
-    let test_values = [
-        ("EXAI_IMAGE", images.exai.clone()),
-        ("EXAI_REDIS_IMAGE", images.redis.clone()),
-        ("EXAI_PROMETHEUS_IMAGE", images.prometheus.clone()),
-        ("EXAI_DAEMON_PORT", String::new()),
-        ("EXAI_METRICS_PORT", String::new()),
-        ("EXAI_DASHBOARD_PORT", String::new()),
-        ("EXAI_HEALTH_PORT", String::new()),
-        ("EXAI_PROMETHEUS_PORT", String::new()),
-        ("GLM_API_KEY", "test-glm-key".into()),
-        ("GLM_API_URL", "http://fake-llm:8090/api/paas/v4".into()),
-        ("KIMI_API_KEY", "test-kimi-key".into()),
-        ("KIMI_API_URL", "http://fake-llm:8090/v1".into()),
-        ("SUPABASE_URL", "http://fake-postgrest:8091".into()),
-        ("SUPABASE_SERVICE_ROLE_KEY", FakePostgrest::KEY.into()),
-        ("EXAI_TEST_BASE_IMAGE", images.base.clone()),
-        (
-            "EXAI_TEST_FAKE_LLM",
-            bin_dir.join("fake-llm").display().to_string(),
-        ),
-        (
-            "EXAI_TEST_FAKE_POSTGREST",
-            bin_dir.join("fake-postgrest").display().to_string(),
-        ),
-    ];
-    for (k, v) in test_values {
-        env.insert(k.to_string(), v);
-    }
-    env.into_iter().collect()
 }
 
 fn config_validates(project: &Project, report: &mut Report) {
@@ -714,10 +651,4 @@ impl Report {
         }
         show(&out);
     }
-}
-
-/// Writes to stderr past the test harness's capture, so the table shows in a passing run.
-fn show(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(text.as_bytes());
 }

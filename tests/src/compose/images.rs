@@ -3,8 +3,9 @@
 //! exists, so only a first run (or a change) pays:
 //! - a Debian 12 base: `debootstrap --variant=minbase` and `docker import`, also tagged
 //!   `debian:bookworm-slim` (the Dockerfile's runtime base) when that name is free;
-//! - Redis and Prometheus from Debian's packages, installed into that base's files with
-//!   `chroot … apt-get` on this machine, so no container has to reach the package mirror;
+//! - Redis, Prometheus and HAProxy from Debian's packages, installed into that base's files
+//!   with `chroot … apt-get` on this machine, so no container has to reach the package
+//!   mirror;
 //! - the exai image: the Dockerfile's `runtime-base` stage, then its `runtime` stage's one
 //!   COPY, with the binaries this test run built in place of the `build` stage's.
 
@@ -26,6 +27,7 @@ pub struct Images {
     pub exai: String,
     pub redis: String,
     pub prometheus: String,
+    pub haproxy: String,
     /// What had to be built this time, and how long each took.
     pub built: Vec<(String, Duration)>,
 }
@@ -61,6 +63,17 @@ const PROMETHEUS: PackageImage = PackageImage {
     ],
 };
 
+/// Started like the official image, with its config at the path that image reads (the
+/// compose file names the stop signal, which `docker import` cannot set). Debian's
+/// HAProxy 2.6 has the Prometheus exporter built in.
+const HAPROXY: PackageImage = PackageImage {
+    name: "haproxy",
+    packages: &["haproxy"],
+    user: "haproxy",
+    data_dir: "/var/lib/haproxy",
+    changes: &[r#"CMD ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]"#],
+};
+
 /// Makes sure every image exists; `bin_dir` holds the binaries this test run built.
 pub fn ensure_images(repo: &Path, bin_dir: &Path) -> Images {
     // Beside the binaries, so they can be hard-linked into a build context.
@@ -72,12 +85,14 @@ pub fn ensure_images(repo: &Path, bin_dir: &Path) -> Images {
     let base = base_image(work.path(), &mut built);
     let redis = package_image(&base, work.path(), &REDIS, &mut built);
     let prometheus = package_image(&base, work.path(), &PROMETHEUS, &mut built);
+    let haproxy = package_image(&base, work.path(), &HAPROXY, &mut built);
     let exai = exai_image(repo, bin_dir, work.path(), &mut built);
     Images {
         base,
         exai,
         redis,
         prometheus,
+        haproxy,
         built,
     }
 }
