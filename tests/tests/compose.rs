@@ -128,10 +128,13 @@ fn config_validates(project: &Project, report: &mut Report) {
 /// The daemon (and Redis, which it names first) with no agent anywhere: it serves, and its
 /// healthcheck says so.
 fn the_daemon_serves_alone(project: &Project, sent: &mut u64, report: &mut Report) {
+    // The daemon depends on the agent only for the order of start and stop.
     project.run(&[
         "up",
         "-d",
         "--no-build",
+        "--no-deps",
+        "redis",
         "fake-llm",
         "fake-postgrest",
         "daemon",
@@ -460,10 +463,42 @@ fn stop_is_graceful(project: &Project, sent: &mut u64, report: &mut Report) {
     let agent = project.container("agent", 1);
     project.run(&["stop", "agent"]);
     assert_eq!(compose::inspect(&agent, "{{.State.ExitCode}}"), "0");
+
+    // The whole stack at once, as an operator stops it: the daemons first (they depend
+    // on the agent), so their last heartbeat finds the agent still listening.
+    project.run(&["start"]);
+    let metrics = project.port("agent", 8000, 1);
+    wait_for("both daemons connected again", CONTAINER_PATIENCE, || {
+        (Scrape::get(metrics).sum("exai_pipe_daemon_connected", &[]) == 2.0).then_some(())
+    });
+    // What a daemon logs when the agent is gone: closed, failed or unreachable.
+    let agent_lost = |id: &String| {
+        let log = compose::docker_logs(id);
+        [
+            "agent closed the event pipe",
+            "writing to the agent failed",
+            "agent not reachable",
+        ]
+        .iter()
+        .map(|line| log.matches(line).count())
+        .sum::<usize>()
+    };
+    let before: Vec<usize> = daemons.iter().map(agent_lost).collect();
+    project.run(&["stop"]);
+    for (id, before) in daemons.iter().zip(&before) {
+        assert_eq!(compose::inspect(id, "{{.State.ExitCode}}"), "0");
+        assert_eq!(
+            agent_lost(id),
+            *before,
+            "the agent stopped before a daemon's last heartbeat:\n{}",
+            compose::docker_logs(id)
+        );
+    }
+    assert_eq!(compose::inspect(&agent, "{{.State.ExitCode}}"), "0");
     report.row(
         "stop",
         Chats::all_answered(LAST),
-        format!("daemons and agent exit 0; mcp_requests_total {counted} = {sent} sent"),
+        format!("daemons and agent exit 0; mcp_requests_total {counted} = {sent} sent; whole-stack stop: daemons before the agent"),
         Recovery(vec![("daemons stopped", stopped_in)]),
     );
 }

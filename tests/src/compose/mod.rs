@@ -187,6 +187,19 @@ pub fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args))
 }
 
+/// Everything container `id` wrote to stdout and stderr, every run of it.
+pub fn docker_logs(id: &str) -> String {
+    let out = Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run docker logs {id}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// `docker inspect -f FORMAT ID`, trimmed.
 pub fn inspect(id: &str, format: &str) -> String {
     run(Command::new("docker").args(["inspect", "-f", format, id]))
