@@ -122,6 +122,8 @@ fn run_healthcheck(flags: &Flags, path: &str, timeout: Duration) -> ExitCode {
 fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
+        // From here a SIGTERM during start-up is kept for the drain, not fatal.
+        let mut signals = Signals::new().context("cannot listen for SIGTERM and SIGINT")?;
         let catalogue = Arc::new(CatalogueHandle::new(Catalogue::new(config.models.entries.clone())));
         let emitter = EventEmitter::new(config.sampling, config.event_queue_capacity, Totals::new(&[]));
         discovery::announce(&catalogue.snapshot(), &emitter);
@@ -240,7 +242,6 @@ fn run(mut config: DaemonConfig) -> anyhow::Result<()> {
             "MCP listening (WebSocket on / and /mcp, Streamable HTTP on /mcp)");
         let serving = tokio::spawn(server.serve(listener));
 
-        let mut signals = Signals::new().context("cannot listen for SIGTERM and SIGINT")?;
         signals.next().await;
         // 0. The drain: /readyz says 503 while everything is still served, so balancers
         //    take the daemon out of rotation before it stops accepting. A second signal
