@@ -490,7 +490,7 @@ fn docker_stop_fails_no_call(fleet: &Fleet, sent: &mut u64, report: &mut Report)
     // /readyz said 503 while the daemon still listened: the drain's line comes before the
     // one saying it no longer accepts (both in the daemon's own log stream), and
     // HAProxy's check got the 503 itself.
-    let logs = container_logs(&stopped.id);
+    let logs = compose::docker_logs(&stopped.id);
     let draining = line_of(&logs, "draining: /readyz answers 503");
     let closed = line_of(&logs, "no longer accepting connections");
     assert!(draining < closed, "{logs}");
@@ -768,19 +768,6 @@ fn delta(before: &[u64], after: &[u64]) -> Vec<Option<i64>> {
         .zip(after)
         .map(|(b, a)| Some(*a as i64 - *b as i64))
         .collect()
-}
-
-/// A container's log, stdout and stderr together.
-fn container_logs(id: &str) -> String {
-    let out = Command::new("docker")
-        .args(["logs", id])
-        .output()
-        .expect("docker logs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The number of the first line of `text` that contains `needle`.
