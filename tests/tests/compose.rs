@@ -16,7 +16,7 @@ use exai_tests::compose::{self, example_env, repo, show, ChatLoad, ComposeTool, 
 use exai_tests::fake_postgrest::{self, FakePostgrest};
 use exai_tests::mcp::{self, RawWs};
 use exai_tests::metrics::{http_get, prometheus_scalar};
-use exai_tests::process::{bin_path, python_sdk};
+use exai_tests::process::python_sdk;
 use exai_tests::{wait_for, Scrape};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -46,11 +46,7 @@ fn the_compose_stack_as_operators_run_it() {
         return;
     };
     let started = Instant::now();
-    let bin_dir = bin_path("exai-daemon")
-        .parent()
-        .expect("binary directory")
-        .to_path_buf();
-    let images = compose::ensure_images(&repo(), &bin_dir);
+    let (bin_dir, images) = compose::built_images();
     let mut report = Report::default();
     report.row(
         "images",

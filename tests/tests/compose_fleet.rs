@@ -18,7 +18,7 @@
 
 use exai_tests::compose::{self, BalancerStats, ChatLoad, ComposeTool, Project, ServerRow};
 use exai_tests::metrics::prometheus_scalar;
-use exai_tests::process::{bin_path, python_sdk, python_sdk2};
+use exai_tests::process::{python_sdk, python_sdk2};
 use exai_tests::{wait_for, Scrape};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,11 +57,7 @@ fn a_fleet_behind_haproxy_as_operators_run_it() {
         return;
     };
     let started = Instant::now();
-    let bin_dir = bin_path("exai-daemon")
-        .parent()
-        .expect("binary directory")
-        .to_path_buf();
-    let images = compose::ensure_images(&compose::repo(), &bin_dir);
+    let (bin_dir, images) = compose::built_images();
     let mut report = Report::default();
     report.note(
         "images",

@@ -182,6 +182,17 @@ pub(crate) fn try_run(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
+/// The directory of this run's binaries and every image built from them (or cached):
+/// what a compose test starts from.
+pub fn built_images() -> (PathBuf, Images) {
+    let bin_dir = crate::process::bin_path("exai-daemon")
+        .parent()
+        .expect("binary directory")
+        .to_path_buf();
+    let images = ensure_images(&repo(), &bin_dir);
+    (bin_dir, images)
+}
+
 /// `docker ARGS`: its stdout; a failure panics with what it said.
 pub fn docker(args: &[&str]) -> String {
     run(Command::new("docker").args(args))
